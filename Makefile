@@ -1,0 +1,44 @@
+# The two commands of the README: `make book` and `make test`. Both create .venv when it is missing.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+# Any change to the package or its data must re-execute the chapters: the execution cache is keyed
+# on code cells only, so a stale cache would keep outputs computed by the old package.
+PACKAGE_FILES := $(shell find rnn_course -name '*.py' -o -name '*.csv' | sort)
+PACKAGE_STAMP := _build/.rnn_course-stamp
+
+.PHONY: book test test-package outputs clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[course]'
+	touch $@
+
+$(PACKAGE_STAMP): $(PACKAGE_FILES)
+	rm -rf _build/.jupyter_cache
+	mkdir -p _build && touch $@
+
+## make book: execute the chapters (cached) and write _build/html, warnings as errors
+book: $(INSTALLED) $(PACKAGE_STAMP)
+	$(BIN)/jupyter-book build --all -W -n --keep-going .
+	@echo "The book is in _build/html/index.html"
+
+## make test: build the book, then run every test
+test: book
+	$(BIN)/python -m pytest
+
+## make test-package: only the package's tests (fast, no book build)
+test-package: $(INSTALLED)
+	$(BIN)/python -m pytest tests/package
+
+## make outputs: re-execute the chapter notebooks in place, storing the outputs nbval compares
+outputs: $(INSTALLED)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	  --ExecutePreprocessor.timeout=120 book/*.ipynb
+
+clean:
+	rm -rf _build

@@ -1,0 +1,109 @@
+"""Figures the chapters draw: the memory cell with its loop (chapter 2), the unrolled network for any
+length and depth (chapter 3), and gradient norms over time (chapter 4).
+
+Every figure is drawn with matplotlib from numbers, so changing a length or a layer count in a
+chapter redraws the picture. Each function takes an optional ``ax`` and returns it.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+from .validate import require_positive_int
+
+CELL_COLOUR = "#cfe3f6"
+INPUT_COLOUR = "#fde9c9"
+OUTPUT_COLOUR = "#d7f0d2"
+
+
+def _box(ax, x, y, text, colour, width=0.8, height=0.5, fontsize=11):
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
+                                boxstyle="round,pad=0.02,rounding_size=0.08", facecolor=colour, edgecolor="#333"))
+    ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
+
+
+def _arrow(ax, start, end, label=None, colour="#333", curve=0.0, label_offset=(0.0, 0.12)):
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color=colour, lw=1.3,
+                                 connectionstyle=f"arc3,rad={curve}", shrinkA=0, shrinkB=0))
+    if label:
+        ax.text((start[0] + end[0]) / 2 + label_offset[0], (start[1] + end[1]) / 2 + label_offset[1], label,
+                ha="center", va="center", fontsize=9, color=colour)
+
+
+def draw_memory_cell(ax=None):
+    """The folded picture: one cell whose output hₜ loops back as its input at the next step."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 3.2))
+    _box(ax, 0, 1.3, r"$x_t$", INPUT_COLOUR)
+    _box(ax, 0, 0, "tanh", CELL_COLOUR, width=1.0, height=0.7)
+    _box(ax, 0, -1.3, r"$h_t$", OUTPUT_COLOUR)
+    _arrow(ax, (0, 1.05), (0, 0.35), r"$W_x$", label_offset=(0.3, 0))
+    _arrow(ax, (0, -0.35), (0, -1.05))
+    ax.add_patch(FancyArrowPatch((0.4, -1.3), (0.5, 0.1), arrowstyle="-|>", mutation_scale=12, color="#b03030",
+                                 lw=1.3, connectionstyle="arc3,rad=0.9"))
+    ax.text(1.35, -0.55, r"$W_h$" + "\n" + r"$h_{t-1}$", ha="center", va="center", fontsize=9, color="#b03030")
+    ax.set_xlim(-1.0, 1.8)
+    ax.set_ylim(-1.8, 1.8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax
+
+
+def draw_unrolled(seq_len: int, num_layers: int = 1, ax=None, show_outputs: bool = True):
+    """The RNN unrolled over ``seq_len`` steps with ``num_layers`` stacked layers.
+
+    Cell boxes in one row share the same weights (labelled once per layer); horizontal arrows
+    carry hidden states through time, vertical ones carry each layer's states up to the next.
+    """
+    require_positive_int(seq_len, "seq_len")
+    require_positive_int(num_layers, "num_layers")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 + 1.45 * seq_len, 1.6 + 1.1 * num_layers + show_outputs * 0.8))
+    dx, dy = 1.45, 1.1
+    for t in range(1, seq_len + 1):
+        _box(ax, t * dx, 0, f"$x_{{{t}}}$", INPUT_COLOUR)
+        _arrow(ax, (t * dx, 0.25), (t * dx, dy - 0.25))
+    for layer in range(1, num_layers + 1):
+        y = layer * dy
+        superscript = f"^{{({layer})}}" if num_layers > 1 else ""
+        _box(ax, 0, y, f"$h_0{superscript}$", "#eeeeee", width=0.75)
+        _arrow(ax, (0.375, y), (dx - 0.4, y))
+        for t in range(1, seq_len + 1):
+            _box(ax, t * dx, y, "cell", CELL_COLOUR)
+            if t < seq_len:
+                label = f"$h_{{{t}}}{superscript}$"
+                _arrow(ax, (t * dx + 0.4, y), ((t + 1) * dx - 0.4, y), label)
+            if layer < num_layers:
+                _arrow(ax, (t * dx, y + 0.25), (t * dx, y + dy - 0.25))
+        weights = f"$W_x{superscript}, W_h{superscript}, b{superscript}$ shared by every step"
+        ax.text((seq_len + 0.7) * dx, y, weights, ha="left", va="center", fontsize=9, color="#1f4e79")
+    top = num_layers * dy
+    if show_outputs:
+        for t in range(1, seq_len + 1):
+            _box(ax, t * dx, top + dy, f"$y_{{{t}}}$", OUTPUT_COLOUR)
+            _arrow(ax, (t * dx, top + 0.25), (t * dx, top + dy - 0.25))
+    ax.set_xlim(-0.6, (seq_len + 3.2) * dx)
+    ax.set_ylim(-0.5, top + (dy if show_outputs else 0) + 0.5)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax
+
+
+def plot_gradient_norms(norms_by_label: dict, ax=None, log_scale: bool = True, title: str | None = None):
+    """‖dL/dhₜ‖ against the step t, one line per setting (e.g. per spectral radius of W_h)."""
+    if not norms_by_label:
+        raise ValueError("norms_by_label is empty: give at least one {label: norms over time}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for label, norms in norms_by_label.items():
+        values = [float(v) for v in norms]
+        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=str(label))
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel(r"$\|\partial L / \partial h_t\|$")
+    ax.set_title(title or "gradient reaching each hidden state (loss at the last step)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
