@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 PACKAGE_FILES := $(shell find rnn_course -name '*.py' -o -name '*.csv' | sort)
 PACKAGE_STAMP := _build/.rnn_course-stamp
 
-.PHONY: book test test-package outputs clean
+.PHONY: book test test-package outputs exercises clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ test-package: $(INSTALLED)
 outputs: $(INSTALLED)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=120 book/*.ipynb
+
+## make exercises: regenerate exercises/ (the student notebooks) from the nbgrader sources in solutions/.
+## --force: without it nbgrader skips an assignment whose release folder exists, leaving it stale.
+## nbgrader runs `alembic` by name when it creates gradebook.db, hence the venv's bin/ on PATH.
+exercises: $(INSTALLED)
+	for assignment in $(notdir $(patsubst %/,%,$(wildcard solutions/*/))); do \
+	  PATH="$(abspath $(BIN)):$$PATH" $(BIN)/nbgrader generate_assignment "$$assignment" --force; \
+	done
 
 clean:
 	rm -rf _build

@@ -12,6 +12,8 @@ module             what it holds                                                
 ``plotting``       the unrolled diagram, gradient norms over time               2-4
 ``bptt``           backpropagation through time by hand, truncation, clipping   4
 ``torch_bridge``   weights to and from ``nn.RNN`` / ``nn.RNNCell``, cell loops    5
+``timing``         side-by-side timing (interleaved repeats, medians)           5
+``train``          an ``nn.RNN`` forecaster: training, multi-step, packing      6
 ``device``         CPU / CUDA / MPS, seeds, deterministic settings              all
 ``checks``         assertions whose messages name the likely mistake            exercises
 =================  ==========================================================  =======

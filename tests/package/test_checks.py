@@ -1,0 +1,378 @@
+"""Tests of rnn_course.checks: each helper passes a right value and fails a wrong one with the right message."""
+
+import numpy as np
+import pytest
+import torch
+
+import rnn_course
+import rnn_course.cell
+from rnn_course import checks
+from rnn_course.checks import CheckFailed, ReferenceUsedError
+
+
+class AlwaysEqual:
+    """The classic fake: equal to everything, with a convincing shape."""
+
+    shape = (2, 3)
+    dtype = torch.float32
+
+    def __eq__(self, other):
+        return True
+
+    def __array__(self, dtype=None, copy=None):  # what NumPy would use to read it
+        return np.zeros((2, 3))
+
+
+class TensorSubclass(torch.Tensor):
+    pass
+
+
+class FloatSubclass(float):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = float.__hash__
+
+
+# --- as_plain_tensor ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, dtype", [
+    (torch.ones(2, 3), torch.float32),
+    (torch.nn.Parameter(torch.ones(2)), torch.float32),
+    (np.ones((2, 2)), torch.float64),
+    (np.float32(1.5), torch.float32),
+    ([[1.0, 2.0], [3.0, 4.0]], torch.float64),
+    ((1, 2, 3), torch.int64),
+    (2.5, torch.float64),
+    (True, torch.bool),
+])
+def test_as_plain_tensor_accepts_real_numbers(value, dtype):
+    tensor = checks.as_plain_tensor(value)
+    assert type(tensor) is torch.Tensor
+    assert tensor.dtype == dtype
+    assert tensor.device.type == "cpu"
+    assert not tensor.requires_grad
+
+
+def test_as_plain_tensor_returns_a_copy():
+    original = torch.zeros(3)
+    copy = checks.as_plain_tensor(original)
+    copy += 1
+    assert original.tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (None, "forget to `return`"),
+    (AlwaysEqual(), "AlwaysEqual"),
+    (TensorSubclass(torch.ones(2)), "subclass of torch.Tensor"),
+    (FloatSubclass(1.0), "FloatSubclass"),
+    ([1.0, FloatSubclass(2.0)], "FloatSubclass"),
+    (torch.ones(2, device="meta"), "meta"),
+    (torch.ones(2, dtype=torch.complex64), "complex64"),
+    (torch.ones(2).to_sparse(), "dense"),
+    ("1.0", "str"),
+    (np.array(["a"]), "NumPy dtype"),
+])
+def test_as_plain_tensor_refuses_fakes(value, fragment):
+    with pytest.raises(CheckFailed, match=None) as error:
+        checks.as_plain_tensor(value, "h_t")
+    assert fragment in str(error.value)
+    assert "h_t" in str(error.value)
+
+
+def test_reading_values_survives_a_patched_tensor_method(monkeypatch):
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: [0.0] * self.numel())
+    with pytest.raises(CheckFailed):
+        checks.check_close(torch.ones(3), torch.zeros(3), "y")
+
+
+# --- shapes, dtypes, devices --------------------------------------------------------------------
+
+def test_check_shape_passes_and_returns_the_tensor():
+    tensor = checks.check_shape(torch.zeros(2, 3), (2, 3), "h")
+    assert tuple(tensor.shape) == (2, 3)
+
+
+def test_check_shape_names_a_known_wrong_shape():
+    with pytest.raises(CheckFailed) as error:
+        checks.check_shape(torch.zeros(4, 2, 3), (2, 4, 3), "h0",
+                           alternatives={"h0 in batch-first order?": (4, 2, 3)})
+    assert "h0 has shape (4, 2, 3), expected (2, 4, 3)" in str(error.value)
+    assert "Likely mistake: h0 in batch-first order?" in str(error.value)
+
+
+def test_check_shape_explains_swapped_dimensions_and_size_one():
+    with pytest.raises(CheckFailed, match="another order"):
+        checks.check_shape(torch.zeros(3, 2), (2, 3), "x")
+    with pytest.raises(CheckFailed, match="dimension of size 1"):
+        checks.check_shape(torch.zeros(5), (5, 1), "y")
+    with pytest.raises(CheckFailed, match="Hint: keep the column"):
+        checks.check_shape(torch.zeros(5), (5, 1), "y", hint="keep the column")
+
+
+def test_check_shape_refuses_a_fake_shape():
+    with pytest.raises(CheckFailed, match="AlwaysEqual"):
+        checks.check_shape(AlwaysEqual(), (2, 3), "h")
+
+
+def test_check_dtype_and_device():
+    checks.check_dtype(torch.zeros(2, dtype=torch.float64), torch.float64, "h")
+    with pytest.raises(CheckFailed, match="dtype=x.dtype"):
+        checks.check_dtype(torch.zeros(2), torch.float64, "h")
+    checks.check_device(torch.zeros(2), "cpu", "h")
+    with pytest.raises(CheckFailed, match="device=x.device"):
+        checks.check_device(torch.zeros(2), "meta", "h")
+    with pytest.raises(CheckFailed, match="AlwaysEqual"):
+        checks.check_dtype(AlwaysEqual(), torch.float32, "h")
+
+
+# --- values ---------------------------------------------------------------------------------------
+
+def test_relative_error_is_cs231n_formula():
+    assert checks.relative_error(torch.tensor([1.0]), torch.tensor([1.0])) == 0.0
+    assert checks.relative_error([1.0, 2.0], [1.1, 2.0]) == pytest.approx(0.1 / 2.1)
+    assert checks.relative_error([0.0], [0.0]) == 0.0
+    assert checks.relative_error([1.0], [float("nan")]) == float("inf")
+    float32_noise = checks.relative_error(torch.tensor([1 / 3], dtype=torch.float32), [1 / 3])
+    assert 0 < float32_noise < 1e-7
+
+
+def test_check_close_passes_float32_rounding_and_fails_a_real_difference():
+    expected = torch.randn(4, 5, dtype=torch.float64)
+    checks.check_close(expected.float(), expected, "h")
+    wrong = expected.clone()
+    wrong[2, 3] += 0.01
+    with pytest.raises(CheckFailed) as error:
+        checks.check_close(wrong, expected, "h")
+    assert "at index (2, 3)" in str(error.value)
+
+
+def test_check_close_names_the_mistake_that_matches():
+    x = torch.tensor([[1.0, 2.0]])
+    b = torch.tensor([0.5, -0.5])
+    expected = torch.tanh(x + b)
+    twice = torch.tanh(x + 2 * b)
+    with pytest.raises(CheckFailed) as error:
+        checks.check_close(twice, expected, "h_t", alternatives={"bias added twice?": twice, "tanh missing?": x + b},
+                           hint="compare with the formula")
+    assert "Likely mistake: bias added twice?" in str(error.value)
+    assert "tanh missing?" not in str(error.value)
+    with pytest.raises(CheckFailed) as error:
+        checks.check_close(torch.zeros(1, 2), expected, "h_t", alternatives={"bias added twice?": twice},
+                           hint="compare with the formula")
+    assert "Likely mistake" not in str(error.value)
+    assert "Hint: compare with the formula" in str(error.value)
+
+
+def test_check_close_reports_nan_and_shape():
+    with pytest.raises(CheckFailed, match="nan"):
+        checks.check_close(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0]), "y")
+    with pytest.raises(CheckFailed, match=r"shape \(3,\), expected \(2,\)"):
+        checks.check_close(torch.zeros(3), torch.zeros(2), "y")
+
+
+def test_check_close_refuses_an_always_equal_object():
+    with pytest.raises(CheckFailed, match="AlwaysEqual"):
+        checks.check_close(AlwaysEqual(), torch.zeros(2, 3), "h")
+
+
+def test_check_scalar_accepts_float_and_one_element_tensor():
+    checks.check_scalar(2.0, 2.0, "mae")
+    checks.check_scalar(torch.tensor(2.0), 2.0, "mae")
+    checks.check_scalar(np.float64(2.0), 2.0, "mae")
+    with pytest.raises(CheckFailed, match="single number"):
+        checks.check_scalar(torch.ones(2), 2.0, "mae")
+    with pytest.raises(CheckFailed, match="Likely mistake: squared"):
+        checks.check_scalar(4.0, 2.0, "mae", alternatives={"squared the errors?": 4.0})
+
+
+def test_check_unchanged():
+    before = torch.ones(3)
+    checks.check_unchanged(before.clone(), before, "h_prev")
+    with pytest.raises(CheckFailed, match="modified in place"):
+        checks.check_unchanged(before.clone(), before + 1, "h_prev")
+
+
+def test_check_raises():
+    def bad():
+        raise ValueError("too short")
+
+    checks.check_raises(bad, ValueError, "make_windows on 2 days")
+    with pytest.raises(CheckFailed, match="nothing was raised"):
+        checks.check_raises(lambda: None, ValueError, "make_windows on 2 days")
+    with pytest.raises(CheckFailed, match="got IndexError"):
+        checks.check_raises(lambda: [][1], ValueError, "make_windows on 2 days")
+    with pytest.raises(NotImplementedError):
+        checks.check_raises(_not_implemented, ValueError, "blank")
+
+
+def _not_implemented():
+    raise NotImplementedError()
+
+
+def test_check_terms_names_the_wrong_term():
+    W = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    h = torch.tensor([[1.0, -1.0]])
+
+    def not_transposed(h_prev):
+        return h_prev @ W
+
+    terms = [checks.Term("h_prev W_hᵀ alone", lambda: not_transposed(h), h @ W.T,
+                         alternatives={"W_h not transposed?": h @ W})]
+    with pytest.raises(CheckFailed) as error:
+        checks.check_terms(terms, "h_t")
+    assert "h_t with h_prev W_hᵀ alone" in str(error.value)
+    assert "W_h not transposed?" in str(error.value)
+    checks.check_terms([checks.Term("ok", lambda: h @ W.T, h @ W.T)], "h_t")
+
+
+def test_check_terms_reports_a_crash_with_the_term():
+    def crash():
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(CheckFailed, match="with the bias alone, h_t raised RuntimeError"):
+        checks.check_terms([checks.Term("the bias alone", crash, torch.zeros(1))], "h_t")
+
+
+def test_check_accumulated_recognises_overwritten_gradients():
+    steps = [torch.full((2, 2), float(t + 1)) for t in range(3)]
+    checks.check_accumulated(steps[0] + steps[1] + steps[2], steps, "dW_h")
+    with pytest.raises(CheckFailed, match="overwritten instead of accumulated over time"):
+        checks.check_accumulated(steps[-1], steps, "dW_h")
+
+
+def test_check_tuple():
+    assert checks.check_tuple((1, 2), 2, "make_windows") == (1, 2)
+    with pytest.raises(CheckFailed, match=r"\(inputs, targets\)"):
+        checks.check_tuple(torch.zeros(2), 2, "make_windows", names=("inputs", "targets"))
+    with pytest.raises(CheckFailed, match="got 3 value"):
+        checks.check_tuple((1, 2, 3), 2, "make_windows")
+
+
+def test_seeded_randn_is_the_same_everywhere():
+    a = checks.seeded_randn(3, 4, seed=7)
+    b = checks.seeded_randn(3, 4, seed=7, dtype=torch.float64)
+    assert a.shape == (3, 4) and a.dtype == torch.float32 and b.dtype == torch.float64
+    assert torch.equal(a, b.float())
+    assert not torch.equal(a, checks.seeded_randn(3, 4, seed=8))
+
+
+def test_replaced_names_restores_the_namespace():
+    namespace = {"step": "student"}
+    with checks.replaced_names(namespace, step="reference", extra=1):
+        assert namespace == {"step": "reference", "extra": 1}
+    assert namespace == {"step": "student"}
+
+
+# --- references out of reach ----------------------------------------------------------------------
+
+def _cell_inputs():
+    x = torch.randn(2, 3)
+    h = torch.zeros(2, 4)
+    W_x, W_h, b = torch.randn(4, 3), torch.randn(4, 4), torch.randn(4)
+    return x, h, W_x, W_h, b
+
+
+def test_references_are_blocked_however_they_are_reached():
+    from rnn_course.cell import rnn_cell_step as aliased_step  # an alias made before blocking
+
+    x, h, W_x, W_h, b = _cell_inputs()
+    cell_made_before = rnn_course.MemoryCell(3, 4)
+    attempts = {
+        "alias": lambda: aliased_step(x, h, W_x, W_h, b),
+        "package level": lambda: rnn_course.rnn_cell_step(x, h, W_x, W_h, b),
+        "existing module": lambda: cell_made_before(x),
+        "new module": lambda: rnn_course.MemoryCell(3, 4),
+        "nn.Linear": lambda: torch.nn.Linear(3, 4)(x),
+        "F.linear": lambda: torch.nn.functional.linear(x, W_x, b),
+        "nn.RNNCell": lambda: torch.nn.RNNCell(3, 4)(x),
+        "nn.RNN": lambda: torch.nn.RNN(3, 4)(x.unsqueeze(0)),
+        "ScratchRNN": lambda: rnn_course.ScratchRNN(3, 4)(x.unsqueeze(0)),
+    }
+    for name, attempt in attempts.items():
+        with checks.references_out_of_reach():
+            with pytest.raises(ReferenceUsedError, match="already does this exercise"):
+                attempt()
+    # everything works again afterwards
+    assert aliased_step(x, h, W_x, W_h, b).shape == (2, 4)
+    assert cell_made_before(x).shape == (2, 4)
+    assert torch.nn.Linear(3, 4)(x).shape == (2, 4)
+
+
+def test_blocking_is_undone_after_an_error():
+    x, h, W_x, W_h, b = _cell_inputs()
+    with pytest.raises(ZeroDivisionError):
+        with checks.references_out_of_reach():
+            1 / 0
+    assert rnn_course.cell.rnn_cell_step(x, h, W_x, W_h, b).shape == (2, 4)
+
+
+def test_plain_tensor_operations_are_not_blocked():
+    x, h, W_x, W_h, b = _cell_inputs()
+    with checks.references_out_of_reach():
+        h_t = torch.tanh(h @ W_h.T + x @ W_x.T + b)
+        (h_t - h_t).abs().mean().item()
+    assert h_t.shape == (2, 4)
+
+
+def test_extra_and_allowed_references():
+    predictions, targets = torch.zeros(3), torch.ones(3)
+    with checks.references_out_of_reach("torch.nn.functional.l1_loss"):
+        with pytest.raises(ReferenceUsedError, match="l1_loss"):
+            torch.nn.functional.l1_loss(predictions, targets)
+        with pytest.raises(ReferenceUsedError):
+            torch.nn.L1Loss()(predictions, targets)
+    x, h, W_x, W_h, b = _cell_inputs()
+    with checks.references_out_of_reach(allow=("rnn_course.cell.rnn_cell_step", "rnn_course.cell.get_activation")):
+        assert rnn_course.cell.rnn_cell_step(x, h, W_x, W_h, b).shape == (2, 4)
+
+
+def test_call_without_references_adds_hints_to_errors():
+    def not_transposed(x, W):
+        return x @ W
+
+    with pytest.raises(CheckFailed, match="Hint: is W transposed"):
+        checks.call_without_references(not_transposed, torch.zeros(2, 3), torch.zeros(4, 3),
+                                       error_hints={"cannot be multiplied": "is W transposed?"})
+    with pytest.raises(RuntimeError):
+        checks.call_without_references(not_transposed, torch.zeros(2, 3), torch.zeros(4, 3))
+    with pytest.raises(CheckFailed, match="expected a function"):
+        checks.call_without_references(42)
+
+
+def test_strict_device_catches_a_tensor_created_on_the_cpu():
+    W_h = torch.randn(4, 4, device="meta")
+
+    def cpu_h0(W_h):
+        return torch.zeros(2, 4) @ W_h.T
+
+    def device_aware_h0(W_h):
+        return W_h.new_zeros(2, 4) @ W_h.T * torch.tensor(2.0)
+
+    with pytest.raises(RuntimeError, match="mixes tensors on cpu and meta"):
+        checks.call_without_references(cpu_h0, W_h, strict_device=True)
+    assert checks.call_without_references(device_aware_h0, W_h, strict_device=True).device.type == "meta"
+
+
+def test_default_references_cover_the_chapters():
+    names = checks.default_references()
+    for name in ("rnn_course.cell.rnn_cell_step", "rnn_course.neuron.persistence_forecast",
+                 "rnn_course.data.make_windows", "rnn_course.rnn.rnn_layer_forward", "torch.nn.functional.linear"):
+        assert name in names
+    assert not any(name.startswith(("rnn_course.device", "rnn_course.checks")) for name in names)
+
+
+def test_devices_to_test_starts_with_the_cpu():
+    devices = checks.devices_to_test()
+    assert devices[0] == torch.device("cpu")
+    assert len(devices) == len(set(devices))
+
+
+def test_exercise_setup_seeds_and_switches_tf32_off():
+    device = checks.exercise_setup(seed=3)
+    first = torch.rand(3)
+    checks.exercise_setup(seed=3)
+    assert torch.equal(first, torch.rand(3))
+    assert isinstance(device, torch.device)
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 is False
