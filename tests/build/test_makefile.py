@@ -1,0 +1,37 @@
+"""The build's promises that are easy to break: the chapters re-execute when the package changes."""
+
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PACKAGE_FILES = ["rnn_course/cell.py", "rnn_course/bptt.py", "rnn_course/data/seattle-weather.csv"]
+
+
+def dry_run(*arguments):
+    result = subprocess.run(["make", "--dry-run", *arguments], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("changed", PACKAGE_FILES)
+def test_changing_the_package_wipes_the_execution_cache(changed):
+    """jupyter-cache keys on code cells only: `make book` must drop it when rnn_course changes."""
+    plan = dry_run("--what-if", changed, "book")
+    assert "rm -rf _build/.jupyter_cache" in plan
+    assert plan.index("rm -rf _build/.jupyter_cache") < plan.index("jupyter-book build")
+
+
+def test_book_build_uses_warnings_as_errors_on_every_page():
+    plan = dry_run("--always-make", "book")
+    build = next(line for line in plan.splitlines() if "jupyter-book build" in line)
+    for flag in ("--all", "-W", "-n", "--keep-going"):
+        assert f" {flag}" in build, f"`make book` must build with {flag}: {build}"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make book" in readme
+    assert "\nmake test\n" in ci
