@@ -530,7 +530,9 @@ def _setattr_block(owner, attribute: str, message: str) -> Callable[[], None]:
 def _block_python_object(name: str, obj, undo: list) -> None:
     message = _reference_message(name)
     if inspect.isfunction(obj):
-        step = _swap_code(obj, message)
+        # A decorated function (functools.wraps, e.g. torch's clip_grad_norm_) calls the one it wraps:
+        # swapping the innermost blocks the wrapper and every alias of either.
+        step = _swap_code(inspect.unwrap(obj), message)
         if step is None:
             module_name, _, attribute = name.rpartition(".")
             step = _setattr_block(_resolve(module_name), attribute, message)
@@ -557,7 +559,9 @@ def references_out_of_reach(*extra: str, only: Sequence[str] | None = None, allo
     and ``nn.RNN``) plus the dotted names in ``extra`` (e.g. ``"torch.nn.functional.l1_loss"``), minus
     those in ``allow``; or exactly ``only``. Python functions are blocked in place (their code is swapped for one that
     raises), so an alias made earlier (``from rnn_course.cell import rnn_cell_step as step``) is
-    blocked too; torch functions are intercepted with a ``TorchFunctionMode``.
+    blocked too; torch functions are intercepted with a ``TorchFunctionMode``, and those of them that
+    are Python functions (``torch.nn.utils.clip_grad_norm_``, which the mode never sees) are also
+    blocked in place. Everything is restored on the way out, after an error too.
 
     With ``strict_device``, an operation that mixes tensors of two devices raises, as on a GPU:
     run the student's function on inputs on the ``meta`` device to catch tensors created on the
@@ -578,6 +582,10 @@ def references_out_of_reach(*extra: str, only: Sequence[str] | None = None, allo
                     _block_python_object(name, obj, undo)
                 else:
                     torch_blocked[obj] = name
+                    if inspect.isfunction(obj):
+                        # Not every Python function reaches the mode (clip_grad_norm_ and the other
+                        # torch.nn.utils helpers never do): block it in place as well.
+                        _block_python_object(name, obj, undo)
             else:
                 _block_python_object(name, obj, undo)
         with _ReferenceMode(torch_blocked, strict_device):

@@ -99,3 +99,236 @@ def memory_cell_step(x_t, h_prev, W_x, W_h, b):
 ''', {"test_memory_cell_step"}, "your function calls torch.rnn_tanh_cell (what nn.RNNCell calls)"),
     ],
 }
+
+
+# ch03_unrolling and ch04_bptt
+CH03 = "ch03_unrolling.ipynb"
+CH04 = "ch04_bptt.ipynb"
+
+WRONG_ANSWERS["ch03_unrolling"] = [
+    _wrong("unroll-h0-ignored", CH03, "unroll", '''
+def unroll(x, h0, W_x, W_h, b):
+    """Unroll the memory cell over x (seq_len, batch, input_size) from h0 (batch, hidden_size); returns h_1 ... h_T (seq_len, batch, hidden_size)."""
+    h_t = torch.zeros(x.shape[1], W_h.shape[0], dtype=x.dtype, device=x.device)  # starts from zeros, h0 unused
+    hidden_states = []
+    for x_t in x:
+        h_t = torch.tanh(h_t @ W_h.T + x_t @ W_x.T + b)
+        hidden_states.append(h_t)
+    return torch.stack(hidden_states)
+''', {"test_unroll"}, 'Likely mistake: h0 ignored?'),
+    _wrong("layer-2-from-h0-0", CH03, "two_layer_forward", '''
+def two_layer_forward(x, h0, W_x1, W_h1, b1, W_x2, W_h2, b2):
+    """A 2-layer RNN on x (seq_len, batch, input_size) from h0 (2, batch, hidden_size); returns (output (seq_len, batch, hidden_size), h_n (2, batch, hidden_size))."""
+    states_1 = unroll(x, h0[0], W_x1, W_h1, b1)
+    states_2 = unroll(states_1, h0[0], W_x2, W_h2, b2)  # copy-paste: layer 2 also starts from h0[0]
+    h_n = torch.stack([states_1[-1], states_2[-1]])
+    return states_2, h_n
+''', {"test_two_layer_forward"}, 'Likely mistake: layer 2 started from h0[0]'),
+    _wrong("h0-batch-first", CH03, "two_layer_forward_batch_first", '''
+def two_layer_forward_batch_first(x, h0, W_x1, W_h1, b1, W_x2, W_h2, b2):
+    """The 2-layer RNN on batch-first x (batch, seq_len, input_size); h0 (2, batch, hidden_size); returns (output (batch, seq_len, hidden_size), h_n (2, batch, hidden_size))."""
+    output, h_n = two_layer_forward(x.transpose(0, 1), h0.transpose(0, 1), W_x1, W_h1, b1, W_x2, W_h2, b2)  # h0 "batch first" too
+    return output.transpose(0, 1), h_n.transpose(0, 1)
+''', {"test_two_layer_forward_batch_first"}, 'Hint: h0 in batch-first order?'),
+    _wrong("backward-not-flipped-back", CH03, "bidirectional_forward", '''
+def bidirectional_forward(x, h0, W_x_f, W_h_f, b_f, W_x_b, W_h_b, b_b):
+    """A bidirectional RNN layer on x (seq_len, batch, input_size) from h0 (2, batch, hidden_size); returns (output (seq_len, batch, 2 * hidden_size), h_n (2, batch, hidden_size))."""
+    forward = unroll(x, h0[0], W_x_f, W_h_f, b_f)
+    backward = unroll(x.flip(0), h0[1], W_x_b, W_h_b, b_b)  # kept in the order it was made
+    output = torch.cat([forward, backward], dim=2)
+    h_n = torch.stack([forward[-1], backward[-1]])
+    return output, h_n
+''', {"test_bidirectional_forward"}, 'Likely mistake: backward states not flipped back'),
+]
+WRONG_ANSWERS["ch04_bptt"] = [
+    _wrong("gradients-overwritten", CH04, "rnn_backward", '''
+def rnn_backward(dh, x, hs, W_x, W_h):
+    """BPTT for one tanh layer: dh (seq_len, batch, hidden) direct gradients, x (seq_len, batch, input), hs = h_0 ... h_T (seq_len + 1, batch, hidden); returns (dx, dh0, dW_x, dW_h, db)."""
+    dx = torch.zeros_like(x)
+    from_later_steps = torch.zeros_like(hs[0])
+    for t in reversed(range(x.shape[0])):
+        g = (dh[t] + from_later_steps) * (1 - hs[t + 1] ** 2)
+        dW_x = g.T @ x[t]  # = instead of +=
+        dW_h = g.T @ hs[t]
+        db = g.sum(dim=0)
+        dx[t] = g @ W_x
+        from_later_steps = g @ W_h
+    return dx, from_later_steps, dW_x, dW_h, db
+''', {"test_rnn_backward"}, 'Likely mistake: gradients overwritten instead of accumulated over time?'),
+    _wrong("clip-in-place", CH04, "clip_by_value", '''
+def clip_by_value(gradients, clip_value):
+    """Clamp every entry of every tensor in the tuple `gradients` into [-clip_value, clip_value]; returns a tuple of new tensors."""
+    return tuple(g.clamp_(-clip_value, clip_value) for g in gradients)  # clamp_ works in place, on the caller's tensors
+''', {"test_clip_by_value"}, 'clip_by_value modified its input in place'),
+    _wrong("clip-each-tensor", CH04, "clip_by_norm", '''
+def clip_by_norm(gradients, max_norm):
+    """Rescale the tuple `gradients` together so that their global norm is at most max_norm; returns a tuple of new tensors."""
+    clipped = []
+    for g in gradients:  # each tensor on its own
+        norm = torch.sqrt((g * g).sum())
+        clipped.append(g * torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    return tuple(clipped)
+''', {"test_clip_by_norm"}, 'Likely mistake: each tensor clipped on its own'),
+    _wrong("chunked-truncation", CH04, "truncated_rnn_backward", '''
+def truncated_rnn_backward(dh, x, hs, W_x, W_h, k):
+    """Truncated BPTT: the loss at step s reaches back through steps s, s-1, ..., s-k+1 only; returns (dx, dh0, dW_x, dW_h, db)."""
+    dx, dh0 = torch.zeros_like(x), torch.zeros_like(hs[0])
+    dW_x, dW_h, db = torch.zeros_like(W_x), torch.zeros_like(W_h), torch.zeros_like(W_h[0])
+    for start in range(0, x.shape[0], k):  # chunks of k steps, as with h.detach() every k steps
+        stop = min(start + k, x.shape[0])
+        g_x, g_h0, g_W_x, g_W_h, g_b = rnn_backward(dh[start:stop], x[start:stop], hs[start:stop + 1], W_x, W_h)
+        dx[start:stop] = g_x
+        if start == 0:
+            dh0 = g_h0
+        dW_x += g_W_x
+        dW_h += g_W_h
+        db += g_b
+    return dx, dh0, dW_x, dW_h, db
+''', {"test_truncated_rnn_backward"}, 'Likely mistake: chunked truncation'),
+    _wrong("mse-factor-2-missing", CH04, "sequence_loss_and_gradients", '''
+def sequence_loss_and_gradients(x, h0, W_x, W_h, b, W_y, b_y, y):
+    """Forward pass with a read-out y_hat_t = h_t W_yᵀ + b_y and the mean squared error over every step; returns (loss, dW_x, dW_h, db, dW_y, db_y)."""
+    states = [h0]
+    for x_t in x:
+        states.append(torch.tanh(states[-1] @ W_h.T + x_t @ W_x.T + b))
+    hs = torch.stack(states)
+    error = hs[1:] @ W_y.T + b_y - y
+    loss = (error ** 2).mean()
+    d_y_hat = error / error.numel()  # the 2 of the square forgotten
+    dW_y = torch.einsum("tbo,tbh->oh", d_y_hat, hs[1:])
+    db_y = d_y_hat.sum(dim=(0, 1))
+    dh = d_y_hat @ W_y
+    _, _, dW_x, dW_h, db = rnn_backward(dh, x, hs, W_x, W_h)
+    return loss, dW_x, dW_h, db, dW_y, db_y
+''', {"test_sequence_loss_and_gradients"}, 'Likely mistake: the factor 2 missing'),
+    _wrong("loss-by-autograd", CH04, "sequence_loss_and_gradients", '''
+def sequence_loss_and_gradients(x, h0, W_x, W_h, b, W_y, b_y, y):
+    """Forward pass with a read-out y_hat_t = h_t W_yᵀ + b_y and the mean squared error over every step; returns (loss, dW_x, dW_h, db, dW_y, db_y)."""
+    weights = [w.detach().clone().requires_grad_() for w in (W_x, W_h, b, W_y, b_y)]
+    W_x_, W_h_, b_, W_y_, b_y_ = weights
+    h_t, squares = h0, []
+    for x_t, y_t in zip(x, y):
+        h_t = torch.tanh(h_t @ W_h_.T + x_t @ W_x_.T + b_)
+        squares.append((h_t @ W_y_.T + b_y_ - y_t) ** 2)
+    loss = torch.stack(squares).mean()
+    loss.backward()  # let autograd do it
+    return (loss.detach(), *(w.grad for w in weights))
+''', {"test_sequence_loss_and_gradients"}, 'your function calls torch.Tensor.backward'),
+]
+
+
+# ch05_torch_rnn and ch06_forecasting
+CH05 = "ch05_torch_rnn.ipynb"
+CH06 = "ch06_forecasting.ipynb"
+
+WRONG_ANSWERS["ch05_torch_rnn"] = [
+    _wrong("bias-added-in-place", CH05, "layer_weights", '''
+def layer_weights(state, layer):
+    """Layer `layer` of nn.RNN's weights as the memory cell's (W_x, W_h, b), with b = bias_ih + bias_hh."""
+    W_x = state[f"weight_ih_l{layer}"]
+    W_h = state[f"weight_hh_l{layer}"]
+    if f"bias_ih_l{layer}" not in state:
+        return W_x, W_h, W_h.new_zeros(W_h.shape[0])
+    b = state[f"bias_ih_l{layer}"]
+    b += state[f"bias_hh_l{layer}"]  # b IS the dictionary's tensor: changed in place
+    return W_x, W_h, b
+''', {"test_layer_weights"}, "adds into the state's own tensor"),
+    _wrong("layer-reads-old-state", CH05, "stacked_step", '''
+def stacked_step(x_t, h_prev, state, num_layers):
+    """One step of every layer: x_t (batch, input_size), h_prev (num_layers, batch, hidden) -> h_t (num_layers, batch, hidden)."""
+    new_states = []
+    for layer in range(num_layers):
+        W_x, W_h, b = layer_weights(state, layer)
+        layer_input = x_t if layer == 0 else h_prev[layer - 1]  # the layer below's OLD state
+        new_states.append(torch.tanh(layer_input @ W_x.T + h_prev[layer] @ W_h.T + b))
+    return torch.stack(new_states)
+''', {"test_stacked_step"}, 'Likely mistake: layer 1 read the OLD state of layer 0'),
+    _wrong("h0-batch-first", CH05, "rnn_forward", '''
+def rnn_forward(x, state, num_layers, h0=None, batch_first=False):
+    """What nn.RNN computes, from its weights in `state`: returns (output, h_n); batch_first changes x and output only."""
+    if batch_first:
+        x = x.transpose(0, 1)
+        if h0 is not None:
+            h0 = h0.transpose(0, 1)  # "batch first" applied to h0 as well
+    if h0 is None:
+        h0 = x.new_zeros(num_layers, x.shape[1], state["weight_hh_l0"].shape[0])
+    h_t = h0
+    outputs = []
+    for x_t in x:
+        h_t = stacked_step(x_t, h_t, state, num_layers)
+        outputs.append(h_t[-1])
+    output = torch.stack(outputs)
+    if batch_first:
+        output = output.transpose(0, 1)
+    return output, h_t
+''', {"test_rnn_forward"}, 'Likely mistake: h₀ in batch-first order?'),
+    _wrong("feeds-last-observed", CH05, "generate", '''
+def generate(history, state, num_layers, W_out, b_out, steps):
+    """Read history (seq_len, batch, input_size), then predict `steps` inputs, each fed back: (steps, batch, input_size)."""
+    _, h_t = rnn_forward(history, state, num_layers)
+    predictions = []
+    for step in range(steps):
+        prediction = h_t[-1] @ W_out.T + b_out
+        predictions.append(prediction)
+        h_t = stacked_step(history[-1], h_t, state, num_layers)  # the last observed value, not the prediction
+    return torch.stack(predictions)
+''', {"test_generate"}, 'Likely mistake: the last observed input was fed in at every step'),
+]
+WRONG_ANSWERS["ch06_forecasting"] = [
+    _wrong("test-windows-start-late", CH06, "split_windows", '''
+def split_windows(series, window, train_days):
+    """(days, features) -> train_inputs (N, window, features), train_targets (N,), test_inputs (M, window, features), test_targets (M,)."""
+    def pairs(part):
+        inputs = torch.stack([part[i:i + window] for i in range(part.shape[0] - window)])
+        return inputs, part[window:, 0]
+    train_inputs, train_targets = pairs(series[:train_days])
+    test_inputs, test_targets = pairs(series[train_days:])  # windows cut inside the test period
+    return train_inputs, train_targets, test_inputs, test_targets
+''', {"test_split_windows"}, 'Likely mistake: the first `window` test days get no forecast'),
+    _wrong("statistics-from-all-days", CH06, "standardize", '''
+def standardize(series, train_days):
+    """Scale every column to mean 0, std 1 with the statistics of the first train_days days: (scaled, mean, std)."""
+    mean, std = series.mean(dim=0), series.std(dim=0)
+    return (series - mean) / std, mean, std
+''', {"test_standardize"}, 'Likely mistake: statistics over ALL days'),
+    _wrong("mae-not-in-celsius", CH06, "persistence_mae", '''
+def persistence_mae(inputs, targets, target_std):
+    """MAE in °C of "tomorrow like today" on standardized (num_pairs, window, features) inputs and (num_pairs,) targets."""
+    return (inputs[:, -1, 0] - targets).abs().mean().item()
+''', {"test_persistence_mae"}, 'Likely mistake: the error is in standardized units'),
+    _wrong("no-optimizer-step", CH06, "train_and_forecast", '''
+def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
+    """Train an nn.RNN forecaster on the training pairs; return its standardized forecasts for test_inputs, (M,)."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    rnn = nn.RNN(train_inputs.shape[2], 16, batch_first=True).to(train_inputs)
+    head = nn.Linear(16, 1).to(train_inputs)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    optimizer = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=0.005)
+
+    def forecast(x):
+        _, h_n = rnn(x)
+        return x[:, -1, 0] + head(h_n[-1]).squeeze(1)
+
+    for epoch in range(10):
+        order = torch.randperm(len(train_targets), generator=generator)
+        for start in range(0, len(order), 32):
+            batch = order[start:start + 32]
+            loss = (forecast(train_inputs[batch]) - train_targets[batch]).square().mean()
+            optimizer.zero_grad()
+            loss.backward()  # ... but no optimizer.step(): the weights never change
+    with torch.no_grad():
+        return forecast(test_inputs)
+''', {"test_train_and_forecast"}, "your forecasts are exactly persistence's"),
+    _wrong("package-trainer", CH06, "train_and_forecast", '''
+def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
+    """Train an nn.RNN forecaster on the training pairs; return its standardized forecasts for test_inputs, (M,)."""
+    from rnn_course.train import ForecastConfig, make_forecaster, predict, train_forecaster
+    config = ForecastConfig(seed=seed)
+    model = make_forecaster(train_inputs.shape[2], config)
+    model.rnn.batch_first = model.batch_first = True
+    train_forecaster(model, train_inputs, train_targets[:, None], config, progress=False)
+    return predict(model, test_inputs)[:, 0]
+''', {"test_train_and_forecast"}, 'your function calls rnn_course.train.make_forecaster'),
+]

@@ -1,5 +1,7 @@
 """Tests of rnn_course.checks: each helper passes a right value and fails a wrong one with the right message."""
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,10 @@ import rnn_course
 import rnn_course.cell
 from rnn_course import checks
 from rnn_course.checks import CheckFailed, ReferenceUsedError
+
+# Aliases taken at import time, as a student's `from torch.nn.utils import clip_grad_norm_` would be.
+from torch.nn.utils import clip_grad_norm_ as captured_clip_grad_norm_  # noqa: E402 (after the package's imports)
+from torch.nn.utils import clip_grad_value_ as captured_clip_grad_value_  # noqa: E402
 
 
 class AlwaysEqual:
@@ -325,6 +331,111 @@ def test_extra_and_allowed_references():
     x, h, W_x, W_h, b = _cell_inputs()
     with checks.references_out_of_reach(allow=("rnn_course.cell.rnn_cell_step", "rnn_course.cell.get_activation")):
         assert rnn_course.cell.rnn_cell_step(x, h, W_x, W_h, b).shape == (2, 4)
+
+
+CLIPPING = ("torch.nn.utils.clip_grad_value_", "torch.nn.utils.clip_grad_norm_",
+            "torch.nn.utils.clip_grad.clip_grad_norm_")
+
+
+def _gradients():
+    """Two parameters whose gradients have a global norm of 5 (√(4 + 1 + 4 + 16))."""
+    first, second = torch.zeros(2, requires_grad=True), torch.zeros(1, 2, requires_grad=True)
+    first.grad, second.grad = torch.tensor([2.0, 1.0]), torch.tensor([[2.0, 4.0]])
+    return [first, second]
+
+
+def _clipping_state():
+    """What blocking may change: the module attributes and the code of the functions behind them."""
+    utils, clip_grad = torch.nn.utils, torch.nn.utils.clip_grad
+    functions = [getattr(utils, name) for name in ("clip_grad_value_", "clip_grad_norm_")]
+    functions += [getattr(clip_grad, name) for name in ("clip_grad_value_", "clip_grad_norm_")]
+    return functions, [f.__code__ for f in functions], [inspect.unwrap(f).__code__ for f in functions]
+
+
+def _clip_by_norm_with_torch(parameters, max_norm):
+    return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
+
+def _clip_by_norm_with_an_alias(parameters, max_norm):
+    return captured_clip_grad_norm_(parameters, max_norm)
+
+
+def _clip_by_value_with_an_alias(parameters, clip_value):
+    return captured_clip_grad_value_(parameters, clip_value)
+
+
+def test_torch_python_functions_in_extra_are_blocked_through_the_module():
+    attempts = {
+        "torch.nn.utils.clip_grad_norm_": lambda: torch.nn.utils.clip_grad_norm_(_gradients(), 1.0),
+        "torch.nn.utils.clip_grad_value_": lambda: torch.nn.utils.clip_grad_value_(_gradients(), 1.0),
+        "torch.nn.utils.clip_grad.clip_grad_norm_": lambda: torch.nn.utils.clip_grad.clip_grad_norm_(_gradients(), 1.0),
+    }
+    for name, attempt in attempts.items():
+        with checks.references_out_of_reach(name):
+            with pytest.raises(ReferenceUsedError, match="already does this exercise"):
+                attempt()
+    with pytest.raises(ReferenceUsedError, match=r"torch\.nn\.utils\.(clip_grad\.)?clip_grad_norm_"):
+        checks.call_without_references(_clip_by_norm_with_torch, _gradients(), 1.0, extra=CLIPPING)
+
+
+def test_torch_python_functions_in_extra_are_blocked_through_an_alias_made_before():
+    with pytest.raises(ReferenceUsedError, match=r"torch\.nn\.utils\.(clip_grad\.)?clip_grad_norm_"):
+        checks.call_without_references(_clip_by_norm_with_an_alias, _gradients(), 1.0, extra=CLIPPING)
+    with pytest.raises(ReferenceUsedError, match=r"torch\.nn\.utils\.clip_grad_value_"):
+        checks.call_without_references(_clip_by_value_with_an_alias, _gradients(), 1.0, extra=CLIPPING)
+
+
+def test_torch_python_functions_are_restored_afterwards():
+    state = _clipping_state()
+    expected = torch.nn.utils.clip_grad_norm_(_gradients(), 2.5)
+    with checks.references_out_of_reach(*CLIPPING):
+        assert _clipping_state()[0] == state[0]  # same objects: blocked in place, aliases included
+        with pytest.raises(ReferenceUsedError):
+            captured_clip_grad_norm_(_gradients(), 2.5)
+    assert _clipping_state() == state  # the very same functions and code objects as before
+    parameters = _gradients()
+    assert torch.equal(captured_clip_grad_norm_(parameters, 2.5), expected)
+    assert torch.equal(expected, torch.tensor(5.0))
+    assert torch.allclose(parameters[0].grad, torch.tensor([1.0, 0.5]))
+    assert torch.allclose(parameters[1].grad, torch.tensor([[1.0, 2.0]]))
+    parameters = _gradients()
+    torch.nn.utils.clip_grad_value_(parameters, 1.5)
+    assert torch.equal(parameters[1].grad, torch.tensor([[1.5, 1.5]]))
+
+
+def test_torch_python_functions_are_restored_after_an_error():
+    state = _clipping_state()
+    with pytest.raises(ReferenceUsedError):
+        checks.call_without_references(_clip_by_norm_with_an_alias, _gradients(), 1.0, extra=CLIPPING)
+    assert _clipping_state() == state
+    with pytest.raises(ZeroDivisionError):
+        with checks.references_out_of_reach(*CLIPPING):
+            1 / 0
+    assert _clipping_state() == state
+    assert torch.equal(torch.nn.utils.clip_grad.clip_grad_norm_(_gradients(), 1.0), torch.tensor(5.0))
+
+
+def test_allowed_torch_python_functions_stay_usable():
+    allowed = ("torch.nn.utils.clip_grad_norm_", "torch.nn.utils.clip_grad.clip_grad_norm_")
+    total = checks.call_without_references(_clip_by_norm_with_an_alias, _gradients(), 1.0, extra=CLIPPING, allow=allowed)
+    assert torch.equal(total, torch.tensor(5.0))
+    with pytest.raises(ReferenceUsedError, match="clip_grad_value_"):
+        checks.call_without_references(_clip_by_value_with_an_alias, _gradients(), 1.0, extra=CLIPPING, allow=allowed)
+
+
+def test_torch_python_function_with_a_closure_is_replaced_in_its_module(monkeypatch):
+    def stand_in_for(value):
+        def stand_in(*args, **kwargs):  # a closure: its code cannot be swapped
+            return value
+        return stand_in
+
+    stand_in = stand_in_for("the stand-in ran")
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_value_", stand_in)
+    with checks.references_out_of_reach("torch.nn.utils.clip_grad_value_"):
+        with pytest.raises(ReferenceUsedError, match="clip_grad_value_"):
+            torch.nn.utils.clip_grad_value_(_gradients(), 1.0)
+    assert torch.nn.utils.clip_grad_value_ is stand_in
+    assert stand_in() == "the stand-in ran"
 
 
 def test_call_without_references_adds_hints_to_errors():
