@@ -3,7 +3,7 @@
 For every assignment in solutions/ (a folder holding nbgrader source notebooks):
 
 * exercises/ is exactly what `nbgrader generate_assignment` makes from solutions/ now;
-* the source notebooks pass nbgrader's Validator, in under 30 s each; the released ones pass it in
+* the source notebooks pass nbgrader's Validator (their execution time is measured by benchmarks/notebook_times.py); the released ones pass it in
   inverted mode (no test passes on a blank notebook);
 * a full round trip in a temporary copy of the course (its own gradebook): `nbgrader autograde`
   gives the source notebook full marks, the unmodified release 0, and each wrong answer of
@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
 ASSIGNMENTS = sorted(path.name for path in SOLUTIONS.iterdir() if path.is_dir() and any(path.glob("*.ipynb")))
-SOLUTION_SECONDS = 30  # the most a solution notebook may take to execute, kernel start included
 WRONG = [(assignment, wrong) for assignment in ASSIGNMENTS for wrong in WRONG_ANSWERS.get(assignment, [])]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -173,13 +172,12 @@ def test_source_notebooks_follow_the_conventions(assignment):
 # --- nbgrader's Validator ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_source_notebooks_pass_and_run_fast(courses, autograding, assignment):
+def test_source_notebooks_pass(courses, autograding, assignment):
+    # Execution time is not asserted here (tests never assert wall-clock times, and this runs beside
+    # the autograding): `benchmarks/notebook_times.py` measures each notebook alone against the 30 s target.
     for path in sorted(courses[assignment].source.glob("*.ipynb")):
-        start = time.perf_counter()
         result = Validator().validate(str(path))
-        seconds = time.perf_counter() - start
         assert result == {}, f"{path.name}: the solutions fail their own tests: {result}"
-        assert seconds < SOLUTION_SECONDS, f"{path.name} took {seconds:.1f} s to execute (limit {SOLUTION_SECONDS} s)"
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
