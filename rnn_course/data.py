@@ -22,7 +22,7 @@ from importlib import resources
 
 import torch
 
-from .validate import require_positive_int, require_tensor
+from .validate import require_positive_int, require_series, require_tensor
 
 WEATHER_FILE = "seattle-weather.csv"
 NUMERIC_COLUMNS = ("precipitation", "temp_max", "temp_min", "wind")
@@ -128,12 +128,8 @@ def make_windows(series: torch.Tensor, window: int, batch_first: bool = False, t
     right after each window. Window ``i`` covers days ``i .. i+window-1`` and its target is day
     ``i+window``.
     """
-    require_tensor(series, "series", shape_hint="(days,) or (days, features)")
+    series = require_series(series)  # (days, features)
     require_positive_int(window, "window")
-    if series.dim() == 1:
-        series = series.unsqueeze(1)  # (days, 1)
-    if series.dim() != 2:
-        raise ValueError(f"series must be (days,) or (days, features), got shape {tuple(series.shape)}")
     days, features = series.shape
     if not 0 <= target_feature < features:
         raise ValueError(f"target_feature must be in [0, {features}), got {target_feature}")

@@ -36,7 +36,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_se
 from tqdm import tqdm
 
 from .data import Standardizer, make_windows
-from .validate import require_positive_int, require_same_device_dtype, require_tensor
+from .validate import require_positive_int, require_same_device_dtype, require_series, require_tensor
 
 
 @dataclass
@@ -387,12 +387,8 @@ def make_streams(series: torch.Tensor, num_streams: int) -> torch.Tensor:
     days at the end are dropped. Step t of column j is the day right after step t-1 of the
     same column, so a hidden state can be carried down each column from batch to batch.
     """
-    require_tensor(series, "series", shape_hint="(days,) or (days, features)")
+    series = require_series(series)  # (days, features)
     require_positive_int(num_streams, "num_streams")
-    if series.dim() == 1:
-        series = series.unsqueeze(1)  # (days, 1)
-    if series.dim() != 2:
-        raise ValueError(f"series must be (days,) or (days, features), got shape {tuple(series.shape)}")
     stream_length = series.shape[0] // num_streams
     if stream_length < 2:
         raise ValueError(f"{series.shape[0]} days cut into {num_streams} streams leaves fewer than 2 days per stream")

@@ -44,3 +44,13 @@ def require_same_device_dtype(reference: torch.Tensor, name: str, other: torch.T
     if other.dtype != reference.dtype:
         raise TypeError(f"{other_name} is {other.dtype} but {name} is {reference.dtype}; "
                         f"convert one of them with .to(dtype)")
+
+
+def require_series(value, name: str = "series") -> torch.Tensor:
+    """Check a daily series, (days,) or (days, features), and return it as (days, features)."""
+    require_tensor(value, name, shape_hint="(days,) or (days, features)")
+    if value.dim() == 1:
+        value = value.unsqueeze(1)  # (days, 1)
+    if value.dim() != 2:
+        raise ValueError(f"{name} must be (days,) or (days, features), got shape {tuple(value.shape)}")
+    return value
