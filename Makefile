@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 PACKAGE_FILES := $(shell find rnn_course -name '*.py' -o -name '*.csv' | sort)
 PACKAGE_STAMP := _build/.rnn_course-stamp
 
-.PHONY: book test test-package outputs exercises clean
+.PHONY: book test test-package outputs exercises grade clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ exercises: $(INSTALLED)
 	for assignment in $(notdir $(patsubst %/,%,$(wildcard solutions/*/))); do \
 	  PATH="$(abspath $(BIN)):$$PATH" $(BIN)/nbgrader generate_assignment "$$assignment" --force; \
 	done
+
+## make grade ASSIGNMENT=ch02_memory_cell SUBMISSIONS=submitted: grade every submission, sandboxed and in
+## parallel (rnn-course grade; more options in GRADE_OPTIONS, e.g. GRADE_OPTIONS="--force --workers 4")
+grade: $(INSTALLED)
+	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade ASSIGNMENT=<name> SUBMISSIONS=<folder or zip>"; exit 2; }
+	$(BIN)/rnn-course grade $(ASSIGNMENT) $(SUBMISSIONS) $(GRADE_OPTIONS)
 
 clean:
 	rm -rf _build

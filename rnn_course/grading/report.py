@@ -1,0 +1,157 @@
+"""Results of grading: one row per submission, the grade table (CSV), feedback pages and the results cache.
+
+Only the main process calls the writers here; workers return :class:`Row` objects (as dicts).
+Everything written is deterministic (sorted, no times, no temporary paths), so grading the same
+submissions twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# Statuses: every submission ends with exactly one.
+GRADED = "graded"
+TAMPERED = "tampered cells restored"  # graded; test or locked cells were edited/deleted and restored
+RENAMED = "renamed notebook"  # graded; the only notebook found had another name
+TIMED_OUT_CELL = "timed out (cell)"  # graded; a cell or a test of a part ran out of time
+TIMED_OUT_SUBMISSION = "timed out (submission)"  # the whole submission ran out of time; parts graded before count
+KERNEL_DIED = "kernel died"  # the kernel ended (os._exit, a crash, a CPU limit); parts graded before count
+OUT_OF_MEMORY = "out of memory"  # the notebook hit the memory limit
+INVALID = "invalid notebook"  # not a readable notebook (not JSON, wrong format, too large): 0
+MISSING = "missing notebook"  # no notebook (or several, none with the assignment's name): 0
+UNKNOWN = "unknown student"  # not in the roster (or not a valid student id): not graded, no score
+GRADER_ERROR = "grader error"  # the grader itself failed on this submission: nothing was recorded
+
+STATUSES = (GRADED, TAMPERED, RENAMED, TIMED_OUT_CELL, TIMED_OUT_SUBMISSION, KERNEL_DIED, OUT_OF_MEMORY, INVALID,
+            MISSING, UNKNOWN, GRADER_ERROR)
+NOT_FAILURES = (GRADED, TAMPERED, RENAMED)
+"""Statuses the progress bar does not count as failures."""
+
+
+@dataclass
+class PartFeedback:
+    grade_id: str
+    description: str
+    points: float | None
+    max_points: float
+    message: str = ""
+
+
+@dataclass
+class Row:
+    """Everything recorded about one submission."""
+
+    student: str
+    assignment: str
+    status: str
+    message: str
+    score: float | None
+    max_score: float
+    parts: list[PartFeedback] = field(default_factory=list)
+    fingerprint: str = ""  # of the submitted files: a rerun without --force reuses the row when unchanged
+    log: str = ""  # the sandbox's report and stderr tail, for the instructor (not in the CSV)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Row:
+        data = dict(data)
+        data["parts"] = [PartFeedback(**part) for part in data.get("parts", [])]
+        return cls(**data)
+
+
+def number(value: float | None) -> str:
+    """Points as the CSV shows them: ``3``, ``2.5``, or empty for "not graded"."""
+    return "" if value is None else f"{value:g}"
+
+
+def grade_table(rows: list[Row], grade_ids: list[str]) -> str:
+    """The CSV text: student, assignment, score, max_score, one column per part, status, message."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["student", "assignment", "score", "max_score", *grade_ids, "status", "message"])
+    for row in sorted(rows, key=lambda row: row.student):
+        points = {part.grade_id: part.points for part in row.parts}
+        writer.writerow([row.student, row.assignment, number(row.score), number(row.max_score),
+                         *(number(points.get(grade_id)) for grade_id in grade_ids), row.status, row.message])
+    return buffer.getvalue()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def feedback_page(row: Row) -> str:
+    """A self-contained HTML page for the student: score, status, and each part's result and message.
+
+    It shows what the tests said (the messages of the exercise checks), never a hidden test's code or a
+    traceback, and nothing the student's notebook printed (their outputs stay in the sandbox).
+    """
+    escape = html.escape
+    lines = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(row.assignment)}: feedback for {escape(row.student)}</title>",
+        "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.4em;vertical-align:top;"
+        "text-align:left}pre{white-space:pre-wrap;margin:0}.pass{color:#060}.fail{color:#a00}</style>",
+        "</head><body>",
+        f"<h1>{escape(row.assignment)}</h1>",
+        f"<p>Student: <b>{escape(row.student)}</b><br>Score: <b>{escape(number(row.score) or '-')}"
+        f" / {escape(number(row.max_score))}</b><br>Status: {escape(row.status)}</p>",
+    ]
+    if row.message:
+        lines.append(f"<p>{escape(row.message)}</p>")
+    if row.parts:
+        lines.append("<table><tr><th>test</th><th>points</th><th>result</th></tr>")
+        for part in row.parts:
+            passed = part.points is not None and part.points >= part.max_points
+            verdict = "passed" if passed else (part.message or "failed")
+            lines.append(
+                f"<tr><td><code>{escape(part.grade_id)}</code><br>{escape(part.description)}</td>"
+                f"<td>{escape(number(part.points) or '-')} / {escape(number(part.max_points))}</td>"
+                f"<td class=\"{'pass' if passed else 'fail'}\"><pre>{escape(verdict)}</pre></td></tr>")
+        lines.append("</table>")
+    lines.append("</body></html>")
+    return "\n".join(lines) + "\n"
+
+
+class OutputFolder:
+    """The grading output of one assignment::
+
+        grades.csv                  the grade table
+        feedback/<student>.html     one page per student, to hand back
+        results/<student>.json      every row, reused by the next run unless the files changed or --force
+        logs/<student>.log          what the sandbox reported (for the instructor)
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def cached(self, student: str) -> Row | None:
+        path = self.root / "results" / f"{student}.json"
+        try:
+            return Row.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self, row: Row) -> None:
+        write_atomically(self.root / "results" / f"{row.student}.json", json.dumps(row.to_dict(), indent=1,
+                                                                                    sort_keys=True))
+        write_atomically(self.root / "feedback" / f"{row.student}.html", feedback_page(row))
+        if row.log:
+            write_atomically(self.root / "logs" / f"{row.student}.log", row.log)
+
+    def write_table(self, rows: list[Row], grade_ids: list[str]) -> Path:
+        path = self.root / "grades.csv"
+        write_atomically(path, grade_table(rows, grade_ids))
+        return path

@@ -1,0 +1,366 @@
+"""The grader's side of the tests: the source notebook's test cells, run in the grading process.
+
+For one submission, :func:`run_tests` executes, in a fresh namespace and in notebook order,
+
+* the source notebook's locked setup cells (e.g. ``DEVICE = exercise_setup(seed=0)``);
+* for each answer cell: a **proxy** for every function it defines (:class:`StudentFunction`); calling
+  it calls the student's function inside the sandbox (:meth:`Sandbox.call`);
+* each test cell, *hidden tests included*: the part's points count iff the cell runs to its end here.
+
+``call_without_references(proxy, ..., extra=..., allow=..., strict_device=...)`` works unchanged: the
+grader wraps ``rnn_course.checks.references_out_of_reach`` (which that helper uses) to remember the
+active options, and a proxy forwards them, so the sandbox blocks the same references around the
+student's function. While a test has replaced another student function
+(``replaced_names(globals(), memory_cell_step=reference)``), the proxy sends that name as "replaced":
+inside the sandbox the student's code then calls a stand-in that asks the grader to run ``reference``.
+A tensor argument that the student's function changed in place is changed here too, so
+``check_unchanged`` sees it.
+
+Failures are reported by message only: a :class:`~rnn_course.checks.CheckFailed` text, or an
+exception's type and message; never a traceback, never the source of a hidden test.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import io
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import torch
+
+from rnn_course import checks
+
+from . import protocol
+from .sandbox import Sandbox, SandboxEnded, SandboxTimeout
+
+MAX_MESSAGE = 2000
+"""Longest failure message kept per part."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The source notebook
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Cell:
+    kind: str  # "setup", "answer" or "test"
+    grade_id: str
+    source: str
+    functions: list[str] = field(default_factory=list)  # answer cells: the functions they define
+    points: float = 0.0  # test cells
+
+
+@dataclass
+class Part:
+    """One auto-graded test cell: its grade id, points and the first line of its docstring."""
+
+    grade_id: str
+    points: float
+    description: str
+
+
+@dataclass
+class TestPlan:
+    """What the grader runs for an assignment, read once from the source notebook."""
+
+    notebook: str  # the notebook's file name, e.g. "ch02_memory_cell.ipynb"
+    cells: list[Cell]
+    functions: list[str]
+    parts: list[Part]
+
+    @property
+    def max_score(self) -> float:
+        return sum(part.points for part in self.parts)
+
+    @classmethod
+    def from_source(cls, path: Path) -> TestPlan:
+        nb = nbformat.read(path, as_version=4)
+        cells, functions, parts = [], [], []
+        last_test = max((index for index, cell in enumerate(nb.cells) if _is_test(cell)), default=-1)
+        for index, cell in enumerate(nb.cells):
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type != "code" or index > last_test:
+                continue  # cells after the last test cannot change a grade
+            grade_id = meta.get("grade_id", cell.get("id", f"cell{index}"))
+            if meta.get("solution") and not meta.get("grade"):
+                names = [node.name for node in ast.parse(cell.source).body
+                         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+                cells.append(Cell("answer", grade_id, cell.source, functions=names))
+                functions += names
+            elif _is_test(cell):
+                points = float(meta.get("points", 0))
+                cells.append(Cell("test", grade_id, cell.source, points=points))
+                parts.append(Part(grade_id, points, _first_docstring_line(cell.source)))
+            elif meta.get("locked"):
+                cells.append(Cell("setup", grade_id, cell.source))
+        if not parts:
+            raise ValueError(f"{path} has no auto-graded test cell")
+        return cls(Path(path).name, cells, functions, parts)
+
+
+def _is_test(cell) -> bool:
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def _first_docstring_line(source: str) -> str:
+    try:
+        docstring = ast.get_docstring(ast.parse(source)) or ""
+    except SyntaxError:
+        return ""
+    return docstring.strip().splitlines()[0] if docstring.strip() else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# references_out_of_reach, remembered
+# ---------------------------------------------------------------------------------------------
+
+_ACTIVE_REFERENCES: list[dict] = []
+_original_references_out_of_reach = checks.references_out_of_reach
+
+
+def _plain(value):
+    """An option of references_out_of_reach as JSON (names, flags, None)."""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [str(item) for item in value]
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+@contextlib.contextmanager
+def _remembering_references_out_of_reach(*extra, **options):
+    """``checks.references_out_of_reach`` that also tells the proxies which options are active
+    (``extra`` names, and ``only`` / ``allow`` / ``strict_device`` or whatever else it accepts)."""
+    _ACTIVE_REFERENCES.append({"extra": [str(name) for name in extra],
+                               "options": {name: _plain(value) for name, value in options.items()}})
+    try:
+        with _original_references_out_of_reach(*extra, **options):
+            yield
+    finally:
+        _ACTIVE_REFERENCES.pop()
+
+
+def install_reference_recorder() -> None:
+    """Route ``rnn_course.checks.references_out_of_reach`` (and so ``call_without_references``) through the
+    recorder, in this grading process only."""
+    checks.references_out_of_reach = _remembering_references_out_of_reach
+
+
+# ---------------------------------------------------------------------------------------------
+# Proxies and the session of one submission
+# ---------------------------------------------------------------------------------------------
+
+class CallTimedOut(TimeoutError):
+    """The student's function ran past the time its test cell had left."""
+
+
+class SandboxGone(RuntimeError):
+    """The sandbox had stopped (kernel died, killed at a limit) before or during this call."""
+
+
+class StudentFunction:
+    """Stands for the student's function ``name``: calling it calls the real one inside the sandbox."""
+
+    def __init__(self, session: Session, name: str):
+        self._session = session
+        self.__name__ = self.__qualname__ = name
+
+    def __call__(self, *args, **kwargs):
+        return self._session.call(self.__name__, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<the student's function {self.__name__}>"
+
+
+_KNOWN_EXCEPTIONS = {"rnn_course.checks.CheckFailed": checks.CheckFailed,
+                     "rnn_course.checks.ReferenceUsedError": checks.ReferenceUsedError}
+_MEMORY_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+class Session:
+    """The grader's side of one submission: its proxies, the time left in the current test cell, and
+    what happened (timeouts, memory errors, the sandbox ending)."""
+
+    def __init__(self, sandbox: Sandbox, namespace: dict, functions: list[str], cell_timeout: float):
+        self.sandbox = sandbox
+        self.namespace = namespace
+        self.cell_timeout = cell_timeout
+        self.proxies = {name: StudentFunction(self, name) for name in functions}
+        self.cell_deadline = float("inf")
+        self.stopped: str | None = None  # why the sandbox is no longer usable
+        self.call_timed_out = False
+        self.submission_timed_out = False
+        self.memory_error = False
+        self.depth = 0
+        self.calls = 0  # calls into the sandbox so far
+
+    def start_cell(self) -> None:
+        self.cell_deadline = time.monotonic() + self.cell_timeout
+
+    def _student_name(self, value) -> str | None:
+        return value.__name__ if isinstance(value, StudentFunction) and value._session is self else None
+
+    def call(self, name: str, args: tuple, kwargs: dict):
+        if self.stopped:
+            raise SandboxGone(self.stopped)
+        if self.depth > 20:
+            raise RecursionError("calls between the grader and the student's code nested too deeply")
+        references = dict(_ACTIVE_REFERENCES[-1]) if _ACTIVE_REFERENCES else None
+        replaced = {other: self.namespace[other] for other in self.proxies
+                    if other != name and other in self.namespace and self.namespace[other] is not self.proxies[other]}
+        timeout = self.cell_deadline - time.monotonic()
+        if timeout <= 0:
+            self.call_timed_out = True
+            raise CallTimedOut(f"{name}: the test cell had no time left")
+        self.depth += 1
+        self.calls += 1
+        try:
+            reply, decoder, encoder = self.sandbox.call(
+                name, args, kwargs, references=references, replaced=replaced, timeout=min(timeout, 1e6),
+                student_name=self._student_name, run_callback=self._run_callback)
+        except SandboxTimeout as error:
+            self.stopped = str(error)
+            if self.sandbox.killed_at_deadline:
+                self.submission_timed_out = True
+            else:
+                self.call_timed_out = True
+            raise CallTimedOut(f"{name}: {error}") from None
+        except SandboxEnded as error:
+            self.stopped = f"the notebook's kernel stopped ({error})"
+            raise SandboxGone(self.stopped) from None
+        finally:
+            self.depth -= 1
+        overhead = reply.get("overhead", 0.0)
+        if type(overhead) in (int, float) and 0 < overhead < self.cell_timeout * 10:
+            self.cell_deadline += overhead  # one-time imports in the sandbox are not the student's time
+        try:
+            value = decoder.decode(reply.get("value")) if reply.get("ok") else None
+            for change in reply.get("after", []) if reply.get("ok") else []:
+                self._write_back(change, decoder, encoder)
+        except protocol.ProtocolError as error:
+            raise checks.CheckFailed(f"the result of {name} could not be read: {error}") from None
+        if reply.get("ok"):
+            return value
+        if reply.get("timeout"):
+            self.call_timed_out = True
+            raise CallTimedOut(f"{name} ran longer than the {self.cell_timeout:g} s a test cell may take")
+        error = protocol.exception_from_data(reply.get("error"), _KNOWN_EXCEPTIONS)
+        if isinstance(error, MemoryError) or any(word in str(error).lower() for word in _MEMORY_WORDS):
+            self.memory_error = True
+        raise error
+
+    def _run_callback(self, function, args: list, kwargs: dict):
+        return function(*args, **kwargs)
+
+    @staticmethod
+    def _write_back(change: dict, decoder: protocol.Decoder, encoder: protocol.Encoder) -> None:
+        """Apply an in-place change the student's function made to one of the grader's tensors."""
+        ref = change.get("ref") if isinstance(change, dict) else None
+        if type(ref) is not int or not 0 <= ref < len(encoder.tensors):
+            raise protocol.ProtocolError("bad tensor reference")
+        original = encoder.tensors[ref]
+        new = decoder.tensor(change.get("tensor"))
+        grad = decoder.tensor(change["grad"]) if change.get("grad") is not None else None
+        if original.device.type == "meta":
+            return
+        with torch.no_grad():
+            new = new.detach().to(original.device)
+            if new.shape == original.shape and new.dtype == original.dtype:
+                original.copy_(new)
+            else:
+                original.data = new
+            if grad is not None and original.is_leaf and original.requires_grad and grad.shape == original.shape:
+                original.grad = grad.detach().to(original.device, original.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the tests
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class PartResult:
+    grade_id: str
+    points: float  # scored
+    max_points: float
+    passed: bool
+    message: str = ""
+
+
+@dataclass
+class TestOutcome:
+    parts: list[PartResult]
+    call_timed_out: bool = False
+    submission_timed_out: bool = False
+    memory_error: bool = False
+    stopped: str | None = None
+
+
+class GraderError(RuntimeError):
+    """The grader's own code failed (e.g. a setup cell of the source notebook): fix the assignment."""
+
+
+def run_tests(plan: TestPlan, sandbox: Sandbox, cell_timeout: float) -> TestOutcome:
+    """Run the plan's cells against the submission in ``sandbox`` (whose probe is ready)."""
+    namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
+    session = Session(sandbox, namespace, plan.functions, cell_timeout)
+    results = []
+    for cell in plan.cells:
+        if cell.kind == "answer":
+            namespace.update({name: session.proxies[name] for name in cell.functions})
+            continue
+        session.start_cell()
+        calls_before = session.calls
+        error = _execute(cell, namespace)
+        if cell.kind == "setup":
+            if error is not None and session.calls == calls_before:
+                raise GraderError(f"setup cell {cell.grade_id} of the source notebook failed: "
+                                  f"{type(error).__name__}: {error}")
+            continue
+        if error is None:
+            results.append(PartResult(cell.grade_id, cell.points, cell.points, True))
+        else:
+            results.append(PartResult(cell.grade_id, 0.0, cell.points, False, describe_failure(error, cell_timeout)))
+    return TestOutcome(results, session.call_timed_out, session.submission_timed_out, session.memory_error,
+                       session.stopped)
+
+
+def _execute(cell: Cell, namespace: dict) -> BaseException | None:
+    """Run one cell of the source notebook; returns the exception it ended with, if any."""
+    sink = _Sink()
+    try:
+        code = compile(cell.source, f"<{cell.kind} cell {cell.grade_id}>", "exec")
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            warnings.simplefilter("ignore")
+            exec(code, namespace)  # noqa: S102 (the instructor's own test code)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # noqa: BLE001 (SystemExit included: a test cell must not end the grader)
+        return error
+    return None
+
+
+class _Sink(io.TextIOBase):
+    """Discards what the test cells print (the hidden tests' prints are not feedback)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def describe_failure(error: BaseException, cell_timeout: float) -> str:
+    """The feedback for a failed part: a message, never a traceback or a hidden test's source."""
+    if isinstance(error, CallTimedOut):
+        text = f"timed out: {error}"
+    elif isinstance(error, SandboxGone):
+        text = f"not graded: {error}"
+    elif isinstance(error, NotImplementedError):
+        text = "not answered: the function still raises NotImplementedError"
+    elif isinstance(error, checks.CheckFailed):
+        text = str(error)
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + " [...]"

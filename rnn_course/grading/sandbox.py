@@ -1,0 +1,546 @@
+"""One submission's sandbox: bubblewrap around nbgrader + the student's kernel, and the channel to its probe.
+
+The whole per-submission run (nbgrader's autograde in :mod:`.driver` and the kernel it starts) runs in
+ONE bubblewrap sandbox, so the two talk TCP over the sandbox's own loopback and a dead kernel is
+noticed at once (with IPC transport it is not, see ``shared/research/toolchain.md``). Inside:
+
+* the root file system read-only; tmpfs (empty) over /tmp, /var/tmp, the homes, the course root, the
+  package's source checkout, the submissions, the output folder and the grader's scratch folder; then
+  read-only binds of only what is needed back: the Python installation and virtual environment, the
+  ``rnn_course`` package, the release course copy (release gradebook + released notebook), this
+  submission's files, and the channel folder;
+* a private, size-capped tmpfs as the only writable place besides /tmp and /dev/shm (also capped);
+* new network (loopback only), PID, IPC and UTS namespaces; ``--die-with-parent``, ``--new-session``;
+* the driver drops from root to an **unprivileged uid leased by this worker** (so ``RLIMIT_NPROC``
+  counts only this sandbox) after setting limits on memory, CPU time, processes, file size;
+* a wall-clock limit: the grader kills the sandbox (and with it the PID namespace) at the deadline;
+* a clean environment (PATH, LANG, ...); nbgrader itself adds ``NBGRADER_EXECUTION`` as it always does.
+
+The channel is two FIFOs in a folder owned by root and bound read-only, created and opened by the
+grader *before* the sandbox starts, so the student cannot swap them for links to other files. The
+grader opens both ends read-write and non-blocking: it never blocks on them and never gets EOF; it
+watches the sandbox process instead.
+
+With ``use_bwrap=False`` (``--no-sandbox``) the same driver runs as a plain subprocess of the grader,
+with the memory, CPU-time and file-size limits but no confinement at all.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import protocol
+
+SANDBOX_ROOT = "/tmp/grading"
+"""Where the sandbox sees its inputs (read-only), its channel and its writable scratch folder."""
+UID_BASE = int(os.environ.get("RNN_COURSE_SANDBOX_UID_BASE", "61000"))
+"""First uid leased to sandboxes (one per worker; override with RNN_COURSE_SANDBOX_UID_BASE)."""
+_DRIVER = Path(__file__).with_name("driver.py")
+CALL_GRACE = 20.0
+"""Seconds the grader waits past a call's own time limit before it kills the sandbox."""
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot be set up (bubblewrap missing, not root, an unsafe layout...)."""
+
+
+class SandboxEnded(RuntimeError):
+    """The sandbox stopped (its kernel died, it was killed, or it broke the protocol)."""
+
+
+class SandboxTimeout(RuntimeError):
+    """The submission's wall-clock limit, or a call's own limit, ran out."""
+
+
+@dataclass
+class SandboxSettings:
+    """Limits of one submission's run. Times in seconds, sizes in MiB."""
+
+    cell_timeout: float = 30.0  # per notebook cell in nbgrader, and per test cell of the grader
+    submission_timeout: float = 300.0  # wall clock for the whole submission, kernel start included
+    memory_mb: int = 4096  # address space per process (RLIMIT_AS); torch + a kernel use about 1.5 GB
+    processes: int = 512  # tasks (threads count) of the sandbox's uid
+    file_mb: int = 64  # largest file a process may write
+    scratch_mb: int = 512  # the writable scratch folder (tmpfs)
+    tmp_mb: int = 64  # /tmp and /dev/shm inside the sandbox (tmpfs each)
+    max_output_bytes: int = 1 << 20  # output kept per notebook cell
+    threads: int = 1  # CPU threads for torch in the kernel (OMP_NUM_THREADS): cores / workers, at most 8
+    use_bwrap: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bwrap_path() -> str | None:
+    """The bubblewrap executable, or None where it is not installed (e.g. macOS)."""
+    return shutil.which("bwrap")
+
+
+def check_sandbox_available() -> None:
+    """Raise :class:`SandboxError` with a clear message when sandboxed grading cannot run here."""
+    if bwrap_path() is None:
+        raise SandboxError(
+            "bubblewrap (bwrap) is not installed, so student code cannot be confined. Install it "
+            "(Debian/Ubuntu: apt-get install bubblewrap) or, knowing that student code will then run "
+            "with your rights, pass --no-sandbox.")
+    if os.geteuid() != 0:
+        raise SandboxError(
+            "sandboxed grading runs as root: it starts each sandbox as root and drops to an unprivileged "
+            "uid inside, so that process limits apply (RLIMIT_NPROC is not enforced for root). Run it as "
+            "root (e.g. in a container or CI), or pass --no-sandbox.")
+    trial = subprocess.run([bwrap_path(), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
+                            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--", "true"],
+                           capture_output=True, text=True, timeout=60)
+    if trial.returncode != 0:
+        raise SandboxError(
+            f"bubblewrap is installed but cannot make a sandbox here ({trial.stderr.strip()[:300]}); in a "
+            "container it needs the right to create namespaces and mounts. Fix that, or pass --no-sandbox.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Uids: one per worker, leased with a lock file
+# ---------------------------------------------------------------------------------------------
+
+class UidLease:
+    """An unprivileged uid for this worker's sandboxes, held with ``flock`` until :meth:`release`."""
+
+    def __init__(self, base: int = UID_BASE, count: int = 256):
+        lock_folder = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
+        for uid in range(base, base + count):
+            handle = open(lock_folder / f"rnn-course-sandbox-{uid}.lock", "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            self.uid, self._handle = uid, handle
+            wait_until_no_processes(uid, timeout=5.0)
+            return
+        raise SandboxError(f"no free sandbox uid in {base}..{base + count - 1}")
+
+    def release(self) -> None:
+        self._handle.close()
+
+
+def processes_of(uid: int) -> list[int]:
+    """PIDs of the processes whose real uid is ``uid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                for line in status:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            found.append(int(entry))
+                        break
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def wait_until_no_processes(uid: int, timeout: float) -> None:
+    """Wait for the sandbox uid's processes to be gone (they die with their PID namespace); then kill
+    stragglers (only this worker uses the uid) and wait again. The next sandbox of this worker starts
+    only when none is left: they would count against its process limit."""
+    for kill in (False, True):
+        deadline = time.monotonic() + timeout
+        while processes_of(uid):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            return
+        if kill:
+            raise SandboxError(f"processes of sandbox uid {uid} would not end")
+        for pid in processes_of(uid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The bubblewrap command line
+# ---------------------------------------------------------------------------------------------
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def bwrap_mounts(hidden: list[str], bind_back: list[str], secrets: list[str], settings: SandboxSettings) -> list[str]:
+    """The mount arguments: read-only root, ``hidden`` folders emptied, ``bind_back`` made visible again.
+
+    Refuses (SandboxError) a ``bind_back`` folder that would expose one of ``secrets`` (e.g. a virtual
+    environment that contains the course's solutions or gradebook).
+    """
+    hidden = sorted({os.path.realpath(path) for path in [*hidden, "/tmp"] if path and os.path.isdir(path)},
+                    key=lambda path: (path.count("/"), path))
+    hidden = [path for path in hidden if path != "/"]
+    hidden = [path for index, path in enumerate(hidden) if not any(_inside(path, other) for other in hidden[:index])]
+    secrets = [os.path.realpath(path) for path in secrets if path]
+    arguments = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                 "--size", str(settings.tmp_mb << 20), "--perms", "1777", "--tmpfs", "/dev/shm"]
+    for path in hidden:
+        if path == "/tmp":
+            arguments += ["--size", str(settings.tmp_mb << 20), "--perms", "1777", "--tmpfs", "/tmp"]
+        else:
+            arguments += ["--tmpfs", path]
+    visible: list[tuple[str, str]] = []  # (source, target)
+    for path in bind_back:
+        if not path or not os.path.exists(path):
+            continue
+        for source, target in {(os.path.realpath(path), os.path.realpath(path)),
+                               (os.path.realpath(path), os.path.abspath(path))}:
+            for secret in secrets:
+                if _inside(secret, target) or _inside(secret, source):
+                    raise SandboxError(f"{path} would show {secret} to student code: keep the virtual "
+                                       "environment and the package outside the course's private folders")
+            if any(_inside(target, folder) for folder in hidden) and (source, target) not in visible:
+                visible.append((source, target))
+    visible.sort(key=lambda pair: pair[1].count("/"))
+    made: set[str] = set()
+    for source, target in visible:
+        if any(_inside(target, other) and target != other for _, other in visible):
+            continue
+        mount_point = max((folder for folder in hidden if _inside(target, folder)), key=len)
+        parts = Path(target).relative_to(mount_point).parts[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = str(Path(mount_point, *parts[:depth]))
+            if folder not in made:
+                made.add(folder)
+                arguments += ["--perms", "0755", "--dir", folder]
+        arguments += ["--ro-bind", source, target]
+    return arguments
+
+
+def gpu_devices() -> list[str]:
+    """NVIDIA device files to pass through, so that CUDA works in the sandbox where the host has it."""
+    return sorted(str(path) for path in Path("/dev").glob("nvidia*") if not path.is_dir())
+
+
+# ---------------------------------------------------------------------------------------------
+# One sandbox
+# ---------------------------------------------------------------------------------------------
+
+class Sandbox:
+    """Runs one submission; the grader then calls its functions with :meth:`call`.
+
+    Use as a context manager: ``start()``, ``wait_ready()``, calls, ``finish()``; leaving the block
+    kills whatever is left and removes the folder ``box``.
+    """
+
+    def __init__(self, *, settings: SandboxSettings, box: Path, release_dir: Path, submission_dir: Path,
+                 assignment: str, uid: int | None, hidden: list[str] = (), bind_back: list[str] = (),
+                 secrets: list[str] = ()):
+        self.settings = settings
+        self.box = Path(box)
+        self.release_dir = Path(release_dir)
+        self.submission_dir = Path(submission_dir)
+        self.assignment = assignment
+        self.uid = uid
+        self.hidden, self.bind_back, self.secrets = list(hidden), list(bind_back), list(secrets)
+        self.process: subprocess.Popen | None = None
+        self.report: dict = {}
+        self.stderr_tail = b""
+        self.started = self.deadline = 0.0
+        self.killed_at_deadline = False
+        self._fds: list[int] = []
+        self._threads: list[threading.Thread] = []
+        self._report_bytes = bytearray()
+        self._next_id = 0
+
+    # -- life cycle --------------------------------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def start(self) -> None:
+        channel_dir = self.box / "channel"
+        channel_dir.mkdir(parents=True)
+        os.chmod(self.box, 0o755)
+        os.chmod(channel_dir, 0o755)
+        fifos = {}
+        for name in ("to_probe", "from_probe"):
+            path = channel_dir / name
+            os.mkfifo(path)
+            os.chmod(path, 0o666)
+            fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                raise SandboxError("the channel is not a FIFO")
+            self._fds.append(fd)
+            fifos[name] = fd
+        report_read, report_write = os.pipe()
+        self._fds.append(report_read)
+        config = {"assignment": self.assignment, "report_fd": report_write,
+                  "cell_timeout": self.settings.cell_timeout, "submission_timeout": self.settings.submission_timeout,
+                  "max_output_bytes": self.settings.max_output_bytes,
+                  "limits": {"memory_mb": self.settings.memory_mb, "file_mb": self.settings.file_mb,
+                             "cpu_seconds": int(self.settings.submission_timeout) + 30,
+                             "processes": self.settings.processes if self.settings.use_bwrap else None,
+                             "memory_kind": "data" if self.settings.use_bwrap and gpu_devices() else "as"}}
+        pass_fds = [report_write]
+        if self.settings.use_bwrap:
+            config.update(release_dir=f"{SANDBOX_ROOT}/release", submission_dir=f"{SANDBOX_ROOT}/submission",
+                          channel_dir=f"{SANDBOX_ROOT}/channel", work_dir=f"{SANDBOX_ROOT}/work",
+                          uid=self.uid, gid=self.uid)
+            # The mount list names the grader's folders: pass it through a file descriptor (bwrap --args),
+            # so that it is not on the command line, which /proc shows inside the sandbox.
+            arguments_fd = os.memfd_create("bwrap-arguments")
+            arguments = self._bwrap_arguments(channel_dir)
+            os.write(arguments_fd, b"".join(argument.encode() + b"\0" for argument in arguments))
+            os.lseek(arguments_fd, 0, os.SEEK_SET)
+            self._fds.append(arguments_fd)
+            pass_fds.append(arguments_fd)
+            command = [bwrap_path() or "bwrap", "--args", str(arguments_fd), "--",
+                       sys.executable, "-I", str(_DRIVER), json.dumps(config)]
+        else:
+            work = self.box / "work"
+            work.mkdir(mode=0o700)
+            config.update(release_dir=str(self.release_dir), submission_dir=str(self.submission_dir),
+                          channel_dir=str(channel_dir), work_dir=str(work), uid=None)
+            command = [sys.executable, "-I", str(_DRIVER), json.dumps(config)]
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                pass_fds=pass_fds, start_new_session=True, env=self._environment(self.settings.threads), cwd="/")
+        finally:
+            os.close(report_write)
+        self.started = time.monotonic()
+        self.deadline = self.started + self.settings.submission_timeout
+        self._drain(self.process.stderr, tail=64 << 10)
+        self._drain_report(report_read)
+        self.channel = protocol.Channel(fifos["from_probe"], fifos["to_probe"], blocking=False, alive=self.running)
+
+    def _bwrap_arguments(self, channel_dir: Path) -> list[str]:
+        command = ["--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
+                   "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
+                   "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        command += bwrap_mounts(self.hidden, self.bind_back + [str(_DRIVER.parent.parent)], self.secrets,
+                                self.settings)
+        command += ["--perms", "0755", "--dir", SANDBOX_ROOT,
+                    "--ro-bind", str(self.release_dir), f"{SANDBOX_ROOT}/release",
+                    "--ro-bind", str(self.submission_dir), f"{SANDBOX_ROOT}/submission",
+                    "--ro-bind", str(channel_dir), f"{SANDBOX_ROOT}/channel",
+                    "--size", str(self.settings.scratch_mb << 20), "--perms", "1777", "--tmpfs", f"{SANDBOX_ROOT}/work"]
+        for device in gpu_devices():
+            command += ["--dev-bind", device, device]
+        command += ["--chdir", f"{SANDBOX_ROOT}/work"]
+        return command
+
+    @staticmethod
+    def _environment(threads: int) -> dict:
+        """A clean environment: nothing of the grader's (paths, CI variables, tokens) reaches student code.
+
+        The thread count keeps parallel sandboxes from oversubscribing the cores: OpenMP threads that
+        spin-wait for work would burn the CPU time the other workers need.
+        """
+        environment = {"PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
+                       "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+                       "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                       # glibc reserves 64 MiB of address space per thread arena: keep that from
+                       # counting against the memory limit (RLIMIT_AS) on machines with many cores
+                       "MALLOC_ARENA_MAX": "2"}
+        for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"):
+            if name in os.environ:
+                environment[name] = os.environ[name]
+        return environment
+
+    def _drain(self, stream, tail: int) -> None:
+        def keep_tail():
+            while True:
+                chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+                if not chunk:
+                    break
+                self.stderr_tail = (self.stderr_tail + chunk)[-tail:]
+        thread = threading.Thread(target=keep_tail, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _drain_report(self, fd: int) -> None:
+        def read_report():
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                if len(self._report_bytes) < (1 << 20):
+                    self._report_bytes += chunk
+        thread = threading.Thread(target=read_report, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def wait_ready(self) -> None:
+        """Wait for the probe's "ready" (the notebook has run); SandboxTimeout / SandboxEnded otherwise."""
+        try:
+            kind, body, _ = self.channel.receive(deadline=self.deadline)
+        except protocol.ChannelTimeout:
+            self.kill(at_deadline=True)
+            raise SandboxTimeout("the submission ran out of time before all its cells had run") from None
+        except protocol.ProtocolError as error:
+            self.kill()
+            raise SandboxEnded(f"the notebook stopped before the grader could call its functions ({error})") from None
+        if kind != "ready" or not isinstance(body, dict) or body.get("version") != protocol.VERSION:
+            self.kill()
+            raise SandboxEnded("the grader's cell did not start as written")
+
+    # -- calls -------------------------------------------------------------------------------------
+    def call(self, name: str, args: tuple, kwargs: dict, *, references: dict | None, replaced: dict,
+             timeout: float, student_name, run_callback) -> tuple[dict, protocol.Decoder, protocol.Encoder]:
+        """Ask the probe to call the student's function ``name``; returns (reply, decoder, encoder).
+
+        ``replaced`` maps student function names to the grader's objects bound to them in the test's
+        namespace; ``run_callback(function, args, kwargs)`` runs a grader function the sandbox asked for.
+        The reply's values are decoded by the caller with the returned decoder; ``encoder.tensors`` are
+        the grader's tensor arguments, by the reference numbers the reply's ``after`` list uses.
+        """
+        callbacks: list = []
+        encoder = protocol.Encoder(callbacks=callbacks, student_name=student_name)
+        call_id = self._next_id
+        self._next_id += 1
+        body = {"id": call_id, "name": name, "args": encoder.encode(list(args)), "kwargs": encoder.encode(dict(kwargs)),
+                "references": references, "timeout": timeout}
+        body["replaced"] = {}
+        for replaced_name, obj in replaced.items():
+            callbacks.append(obj)
+            body["replaced"][replaced_name] = len(callbacks) - 1
+        # The probe stops the call itself after `timeout`; the grader waits longer (one-time imports before
+        # the call, a slow machine) and kills the sandbox only when the probe could not stop it.
+        deadline = min(time.monotonic() + timeout + CALL_GRACE, self.deadline)
+        try:
+            self.channel.send("call", body, encoder.blobs, deadline=deadline)
+            while True:
+                kind, reply, blobs = self.channel.receive(deadline=deadline)
+                if kind == "result" and isinstance(reply, dict) and reply.get("id") == call_id:
+                    return reply, protocol.Decoder(blobs), encoder
+                if kind == "callback" and isinstance(reply, dict):
+                    self._answer_callback(reply, blobs, callbacks, student_name, run_callback, deadline)
+                    continue
+                raise protocol.ProtocolError(f"unexpected message {str(kind)[:40]!r}")
+        except protocol.ChannelTimeout:
+            at_deadline = deadline >= self.deadline
+            self.kill(at_deadline=at_deadline)
+            raise SandboxTimeout("the submission ran out of time" if at_deadline else
+                                 f"{name} did not return within the time limit and could not be interrupted") from None
+        except protocol.ProtocolError as error:
+            self.kill()
+            raise SandboxEnded(str(error)) from None
+
+    def _answer_callback(self, request: dict, blobs, callbacks, student_name, run_callback, deadline) -> None:
+        index = request.get("callback")
+        encoder = protocol.Encoder(callbacks=callbacks, student_name=student_name)
+        answer = {"id": request.get("id")}
+        try:
+            if type(index) is not int or not 0 <= index < len(callbacks):
+                raise protocol.ProtocolError("unknown callback")
+            decoder = protocol.Decoder(blobs)
+            args = decoder.decode(request.get("args"))
+            kwargs = decoder.decode(request.get("kwargs"))
+            if type(args) is not list or type(kwargs) is not dict or not all(type(key) is str for key in kwargs):
+                raise protocol.ProtocolError("malformed callback arguments")
+            answer.update(ok=True, value=encoder.encode(run_callback(callbacks[index], args, kwargs)))
+        except protocol.ProtocolError:
+            raise
+        except Exception as error:  # noqa: BLE001 (the grader's function raised: the student's code sees it)
+            encoder.blobs.clear()
+            answer.update(ok=False, error=protocol.describe_exception(error))
+        self.channel.send("callback_result", answer, encoder.blobs, deadline=deadline)
+
+    # -- the end -----------------------------------------------------------------------------------
+    def finish(self, grace: float = 30.0) -> dict:
+        """Say "bye", let nbgrader finish, collect the driver's report. Kills the sandbox if it lingers."""
+        self.goodbye: dict = {}
+        if self.running():
+            deadline = min(time.monotonic() + grace, self.deadline)
+            try:
+                self.channel.send("bye", {}, deadline=deadline)
+                kind, body, _ = self.channel.receive(deadline=deadline)
+                if kind == "bye" and isinstance(body, dict):
+                    self.goodbye = body  # advisory, like the report
+                self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except (protocol.ProtocolError, subprocess.TimeoutExpired):
+                pass
+        self.kill(at_deadline=self.running() and time.monotonic() >= self.deadline)
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+        try:
+            self.report = json.loads(bytes(self._report_bytes)) if self._report_bytes else {}
+        except ValueError:
+            self.report = {"errors": ["the sandbox's report was not readable"]}
+        if not isinstance(self.report, dict):
+            self.report = {}
+        return self.report
+
+    def kill(self, at_deadline: bool = False) -> None:
+        """Kill the sandbox (bubblewrap takes its whole PID namespace with it) and wait for it."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.killed_at_deadline = self.killed_at_deadline or at_deadline
+        if not self.settings.use_bwrap:
+            _kill_descendants(self.process.pid)
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.kill()
+        self.process.wait()
+
+    def close(self) -> None:
+        self.kill()
+        if self.uid is not None and self.settings.use_bwrap:
+            wait_until_no_processes(self.uid, timeout=10.0)
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds.clear()
+        shutil.rmtree(self.box, ignore_errors=True)
+
+
+def _kill_descendants(pid: int) -> None:
+    """Without a PID namespace (--no-sandbox), kill the driver's process tree (the kernel has its own session)."""
+    if not os.path.isdir("/proc"):
+        return  # e.g. macOS: the process group is all we can kill
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    stack, found = [pid], []
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    for child in found:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
