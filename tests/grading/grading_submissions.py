@@ -86,6 +86,8 @@ def memory_cell_step(x_t, h_prev, W_x, W_h, b):
             pass
 '''
 
+SLOW_CELL = "import time\ntime.sleep(9)  # below the suite's 10 s per cell; eight of them pass its 60 s per submission\n"
+
 EXIT_NOW = "import os\nos._exit(3)\n"
 
 SYS_EXIT_STEP = '''import sys
@@ -325,6 +327,9 @@ def catalogue(course: Path, *, secret_paths: list[str], host_paths: list[str], w
     cell(edited_correct, "test_memory_cell_step").source = "pass"
     marked = copy.deepcopy(correct)
     cell(marked, "memory_cell_step").source += f"\n# {OTHER_STUDENT_MARKER}\n"
+    slow = correct
+    for _ in range(8):
+        slow = with_cell_after(slow, "setup", SLOW_CELL)
     zeros = copy.deepcopy(blank)
     for function, code in ZEROS_ANSWERS.items():
         cell(zeros, function).source = code
@@ -343,6 +348,7 @@ def catalogue(course: Path, *, secret_paths: list[str], host_paths: list[str], w
         Case("hang", ("timed out (cell)",), 6, {nb: answer_with(HANGING_STEP, only_later_parts)}),
         Case("unstoppable", ("timed out (cell)", "timed out (submission)"), 0,
              {nb: answer_with(UNSTOPPABLE_STEP, only_later_parts)}),
+        Case("slow", ("timed out (submission)",), 0, {nb: to_bytes(slow)}),
         Case("os_exit", ("kernel died",), 0, {nb: blank_with("memory_cell_step", EXIT_NOW)}),
         Case("sys_exit", ("graded",), 6, {nb: answer_with(SYS_EXIT_STEP, only_later_parts)}),
         Case("memory_hog", ("out of memory",), 0, {nb: blank_with("setup", MEMORY_HOG)}),

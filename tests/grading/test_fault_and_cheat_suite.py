@@ -78,7 +78,7 @@ def suite(tmp_path_factory):
 
 
 CASE_NAMES = ["correct", "source", "blank", "wrong_step", "renamed_file", "empty_folder", "hang", "unstoppable",
-              "os_exit", "sys_exit", "memory_hog", "fork_bomb", "disk_fill", "endless_print", "not_json",
+              "slow", "os_exit", "sys_exit", "memory_hog", "fork_bomb", "disk_fill", "endless_print", "not_json",
               "renamed_cells", "edited_tests", "edited_tests_correct", "patched_helpers", "always_equal",
               "input_transformer", "event_hooks", "read_secrets", "write_secrets", "network", "detect_grader"]
 
