@@ -4,11 +4,12 @@ The whole per-submission run (nbgrader's autograde in :mod:`.driver` and the ker
 ONE bubblewrap sandbox, so the two talk TCP over the sandbox's own loopback and a dead kernel is
 noticed at once (with IPC transport it is not, see ``shared/research/toolchain.md``). Inside:
 
-* the root file system read-only; tmpfs (empty) over /tmp, /var/tmp, the homes, the course root, the
-  package's source checkout, the submissions, the output folder and the grader's scratch folder; then
-  read-only binds of only what is needed back: the Python installation and virtual environment, the
-  ``rnn_course`` package, the release course copy (release gradebook + released notebook), this
-  submission's files, and the channel folder;
+* an empty root with only the system folders of the host (/usr, /etc, /lib*, /bin, /sbin, /sys; see
+  :data:`SYSTEM_PATHS`) read-only, and any of the grader's private folders that lie inside them
+  emptied; then read-only binds of only what is needed: the Python installation and virtual
+  environment, the ``rnn_course`` package, the release course copy (release gradebook + released
+  notebook), this submission's files, and the channel folder. Homes, /tmp, /srv, /opt, /var, other
+  checkouts of the course: absent (an allow-list, not a list of what to hide);
 * a private, size-capped tmpfs as the only writable place besides /tmp and /dev/shm (also capped);
 * new network (loopback only), PID, IPC and UTS namespaces; ``--die-with-parent``, ``--new-session``;
 * the driver drops from root to an **unprivileged uid leased by this worker** (so ``RLIMIT_NPROC``
@@ -176,29 +177,49 @@ def wait_until_no_processes(uid: int, timeout: float) -> None:
 # The bubblewrap command line
 # ---------------------------------------------------------------------------------------------
 
+SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/sys")
+"""The only parts of the host's file system a sandbox sees, read-only (besides what is bound back): the
+system, never users' files. Anything else (other checkouts of the course, /srv, /opt, /work, /var, /mnt...)
+is simply absent, so a copy of the solutions the grader does not know about cannot leak either."""
+
+
 def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def bwrap_mounts(hidden: list[str], bind_back: list[str], secrets: list[str], settings: SandboxSettings) -> list[str]:
-    """The mount arguments: read-only root, ``hidden`` folders emptied, ``bind_back`` made visible again.
+def bwrap_mounts(hidden: list[str], bind_back: list[str], secrets: list[str], settings: SandboxSettings,
+                 system: tuple[str, ...] = SYSTEM_PATHS) -> list[str]:
+    """The mount arguments: an empty root, the ``system`` folders read-only (``hidden`` folders inside them
+    emptied), and ``bind_back`` (the Python installation, the virtual environment, the package) read-only.
 
     Refuses (SandboxError) a ``bind_back`` folder that would expose one of ``secrets`` (e.g. a virtual
     environment that contains the course's solutions or gradebook).
     """
-    hidden = sorted({os.path.realpath(path) for path in [*hidden, "/tmp"] if path and os.path.isdir(path)},
+    arguments = []
+    shown: list[str] = []  # host folders visible at the same path inside
+    for path in system:
+        if os.path.islink(path):
+            arguments += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            arguments += ["--ro-bind", path, path]
+            shown.append(os.path.realpath(path))
+    arguments += ["--dev", "/dev", "--proc", "/proc",
+                  "--size", str(settings.tmp_mb << 20), "--perms", "1777", "--tmpfs", "/dev/shm",
+                  "--size", str(settings.tmp_mb << 20), "--perms", "1777", "--tmpfs", "/tmp"]
+    # private folders that would be visible through a system folder: emptied (each only once)
+    hidden = sorted({os.path.realpath(path) for path in hidden if path and os.path.isdir(path)},
                     key=lambda path: (path.count("/"), path))
-    hidden = [path for path in hidden if path != "/"]
+    hidden = [path for path in hidden if any(_inside(path, folder) and path != folder for folder in shown)]
     hidden = [path for index, path in enumerate(hidden) if not any(_inside(path, other) for other in hidden[:index])]
-    secrets = [os.path.realpath(path) for path in secrets if path]
-    arguments = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                 "--size", str(settings.tmp_mb << 20), "--perms", "1777", "--tmpfs", "/dev/shm"]
     for path in hidden:
-        if path == "/tmp":
-            arguments += ["--size", str(settings.tmp_mb << 20), "--perms", "1777", "--tmpfs", "/tmp"]
-        else:
-            arguments += ["--tmpfs", path]
-    visible: list[tuple[str, str]] = []  # (source, target)
+        arguments += ["--tmpfs", path]
+
+    def visible(path: str) -> bool:
+        real = os.path.realpath(path)
+        return any(_inside(real, folder) for folder in shown) and not any(_inside(real, folder) for folder in hidden)
+
+    secrets = [os.path.realpath(path) for path in secrets if path]
+    targets: list[tuple[str, str]] = []  # (source, target)
     for path in bind_back:
         if not path or not os.path.exists(path):
             continue
@@ -208,18 +229,18 @@ def bwrap_mounts(hidden: list[str], bind_back: list[str], secrets: list[str], se
                 if _inside(secret, target) or _inside(secret, source):
                     raise SandboxError(f"{path} would show {secret} to student code: keep the virtual "
                                        "environment and the package outside the course's private folders")
-            if any(_inside(target, folder) for folder in hidden) and (source, target) not in visible:
-                visible.append((source, target))
-    visible.sort(key=lambda pair: pair[1].count("/"))
-    made: set[str] = set()
-    for source, target in visible:
-        if any(_inside(target, other) and target != other for _, other in visible):
-            continue
-        mount_point = max((folder for folder in hidden if _inside(target, folder)), key=len)
-        parts = Path(target).relative_to(mount_point).parts[:-1]
+            if not visible(target) and (source, target) not in targets:
+                targets.append((source, target))
+    targets.sort(key=lambda pair: (pair[1].count("/"), pair[1]))
+    made = {"/tmp", "/dev", "/proc"}  # mount points made above: never made again
+    for source, target in targets:
+        if any(_inside(target, other) and target != other for _, other in targets):
+            continue  # shown with a folder above it
+        # the folders leading to it: made (bwrap would make them 0700, closed to the sandbox's uid)
+        parts = Path(target).parts[1:-1]
         for depth in range(1, len(parts) + 1):
-            folder = str(Path(mount_point, *parts[:depth]))
-            if folder not in made:
+            folder = "/" + "/".join(parts[:depth])
+            if folder not in made and not visible(folder):
                 made.add(folder)
                 arguments += ["--perms", "0755", "--dir", folder]
         arguments += ["--ro-bind", source, target]
@@ -340,7 +361,7 @@ class Sandbox:
                     "--size", str(self.settings.scratch_mb << 20), "--perms", "1777", "--tmpfs", f"{SANDBOX_ROOT}/work"]
         for device in gpu_devices():
             command += ["--dev-bind", device, device]
-        command += ["--chdir", f"{SANDBOX_ROOT}/work"]
+        command += ["--remount-ro", "/", "--chdir", f"{SANDBOX_ROOT}/work"]
         return command
 
     @staticmethod

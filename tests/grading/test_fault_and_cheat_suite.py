@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 import re
+import shutil
 import socket
 import sqlite3
+import tempfile
 import threading
 from pathlib import Path
 
@@ -59,7 +62,12 @@ def suite(tmp_path_factory):
     submitted = base / "submitted"
     output = base / "graded"
     listener = Listener()
-    secret_paths = [str(course), str(submitted), str(output), str(ROOT / "solutions"), str(ROOT)]
+    # Another copy of the course's solutions in a folder the grader is never told about (as an instructor
+    # may have one anywhere on the machine): the sandbox shows only what it allows, so this is absent too.
+    decoy = Path(tempfile.mkdtemp(prefix="rnn-course-decoy-", dir="/var/cache" if os.access("/var/cache", os.W_OK)
+                                  else None))
+    shutil.copytree(ROOT / "solutions", decoy / "solutions")
+    secret_paths = [str(decoy), str(course), str(submitted), str(output), str(ROOT / "solutions"), str(ROOT)]
     write_paths = [str(course / "gradebook.db"), str(submitted / "correct" / ASSIGNMENT / NOTEBOOK),
                    str(course / "solutions" / ASSIGNMENT / NOTEBOOK), str(output / "grades.csv"),
                    str(output / "results" / "correct.json")]
@@ -72,9 +80,10 @@ def suite(tmp_path_factory):
     summary = grade(GradeOptions(ASSIGNMENT, submitted, course, output=output, workers=2, cell_timeout=10,
                                  submission_timeout=60, progress=False))
     listener.server.close()
-    return {"cases": {case.student: case for case in cases}, "summary": summary, "course": course, "output": output,
-            "submitted": submitted, "before": before, "listener": listener,
-            "rows": {row.student: row for row in summary.rows}}
+    yield {"cases": {case.student: case for case in cases}, "summary": summary, "course": course, "output": output,
+           "submitted": submitted, "before": before, "listener": listener, "decoy": decoy,
+           "rows": {row.student: row for row in summary.rows}}
+    shutil.rmtree(decoy, ignore_errors=True)
 
 
 CASE_NAMES = ["correct", "source", "blank", "wrong_step", "renamed_file", "empty_folder", "hang", "unstoppable",
