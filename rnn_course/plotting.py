@@ -15,6 +15,9 @@ from .validate import require_positive_int
 CELL_COLOUR = "#cfe3f6"
 INPUT_COLOUR = "#fde9c9"
 OUTPUT_COLOUR = "#d7f0d2"
+UNROLLED_SPACING = (1.7, 1.1)
+"""(dx, dy): draw_unrolled puts cell (step t, layer l) at (t * dx, l * dy), inputs at y = 0, outputs one
+row above the top layer; cell boxes are 0.8 wide and 0.5 high. Chapter 4 draws on top of it."""
 
 
 def _box(ax, x, y, text, colour, width=0.8, height=0.5, fontsize=11):
@@ -58,9 +61,12 @@ def draw_unrolled(seq_len: int, num_layers: int = 1, ax=None, show_outputs: bool
     """
     require_positive_int(seq_len, "seq_len")
     require_positive_int(num_layers, "num_layers")
+    dx, dy = UNROLLED_SPACING  # distance between steps and between rows (cell boxes are 0.8 x 0.5)
+    label_x = (seq_len + 0.6) * dx  # where the weights' labels start, right of the last cell
+    x_range = 0.6 + label_x + 4.8  # h0 on the left, the weights' labels on the right
+    y_range = (num_layers + show_outputs) * dy + 1.0
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.6 + 1.45 * seq_len, 1.6 + 1.1 * num_layers + show_outputs * 0.8))
-    dx, dy = 1.45, 1.1
+        _, ax = plt.subplots(figsize=(0.62 * x_range, 0.62 * y_range))  # one data unit = 0.62 inch
     for t in range(1, seq_len + 1):
         _box(ax, t * dx, 0, f"$x_{{{t}}}$", INPUT_COLOUR)
         _arrow(ax, (t * dx, 0.25), (t * dx, dy - 0.25))
@@ -72,18 +78,19 @@ def draw_unrolled(seq_len: int, num_layers: int = 1, ax=None, show_outputs: bool
         for t in range(1, seq_len + 1):
             _box(ax, t * dx, y, "cell", CELL_COLOUR)
             if t < seq_len:
-                label = f"$h_{{{t}}}{superscript}$"
-                _arrow(ax, (t * dx + 0.4, y), ((t + 1) * dx - 0.4, y), label)
+                _arrow(ax, (t * dx + 0.4, y), ((t + 1) * dx - 0.4, y))
+                ax.text((t + 0.5) * dx, y + 0.1, f"$h_{{{t}}}{superscript}$", ha="center", va="bottom", fontsize=9,
+                        color="#333")  # above the arrow it labels, whatever the label's height
             if layer < num_layers:
                 _arrow(ax, (t * dx, y + 0.25), (t * dx, y + dy - 0.25))
         weights = f"$W_x{superscript}, W_h{superscript}, b{superscript}$ shared by every step"
-        ax.text((seq_len + 0.7) * dx, y, weights, ha="left", va="center", fontsize=9, color="#1f4e79")
+        ax.text(label_x, y, weights, ha="left", va="center", fontsize=9, color="#1f4e79")
     top = num_layers * dy
     if show_outputs:
         for t in range(1, seq_len + 1):
             _box(ax, t * dx, top + dy, f"$y_{{{t}}}$", OUTPUT_COLOUR)
             _arrow(ax, (t * dx, top + 0.25), (t * dx, top + dy - 0.25))
-    ax.set_xlim(-0.6, (seq_len + 3.2) * dx)
+    ax.set_xlim(-0.6, x_range - 0.6)
     ax.set_ylim(-0.5, top + (dy if show_outputs else 0) + 0.5)
     ax.set_aspect("equal")
     ax.axis("off")

@@ -23,6 +23,29 @@ def test_unrolled_has_one_cell_per_step_and_layer(seq_len, num_layers):
     plt.close("all")
 
 
+@pytest.mark.parametrize("seq_len,num_layers", [(4, 1), (4, 2), (6, 3)])
+def test_unrolled_state_labels_sit_clear_of_arrows_boxes_and_each_other(seq_len, num_layers):
+    """Each hidden-state label h_t between two cells must be readable: its drawn extent touches no box,
+    no arrow and no other label (measured in pixels after drawing)."""
+    ax = draw_unrolled(seq_len, num_layers)
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    labels = [t for t in ax.texts if t.get_text().startswith("$h_{") and not t.get_text().startswith("$h_0")]
+    assert len(labels) == (seq_len - 1) * num_layers
+    label_boxes = [t.get_window_extent(renderer) for t in labels]
+    others = [patch.get_window_extent(renderer) for patch in ax.patches]
+    others += [t.get_window_extent(renderer) for t in ax.texts if t not in labels]
+    for label, box in zip(labels, label_boxes):
+        clashes = [other for other in others + [b for b in label_boxes if b is not box] if _overlap(box, other)]
+        assert clashes == [], f"{label.get_text()} at {box} overlaps {clashes}"
+    plt.close("all")
+
+
+def _overlap(a, b, margin: float = 0.5) -> bool:
+    """Whether two pixel boxes overlap by more than ``margin`` pixels in both directions."""
+    return (min(a.x1, b.x1) - max(a.x0, b.x0) > margin) and (min(a.y1, b.y1) - max(a.y0, b.y0) > margin)
+
+
 def test_unrolled_rejects_bad_sizes():
     with pytest.raises(ValueError, match="seq_len must be a positive int"):
         draw_unrolled(0)
