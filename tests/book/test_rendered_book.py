@@ -422,9 +422,14 @@ def test_book_is_built() -> None:
 def test_browser_is_available() -> None:
     """Fails under CI, skips elsewhere, when the browser test cannot run at all."""
     try:
-        _find_browser()
+        chromium, chromedriver = _find_browser()
     except BrowserMissing as missing:
         _missing_tool(str(missing))
+        return
+    for program in (chromium, chromedriver):
+        assert os.access(program, os.X_OK), f"{program} is not an executable file"
+    version = subprocess.run([chromedriver, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and "ChromeDriver" in version.stdout, (version.stdout, version.stderr)
 
 
 PAGE_PARAMS = PAGES or [pytest.param("(no pages)", marks=pytest.mark.skip(reason="no built book; see test_book_is_built"))]

@@ -59,9 +59,15 @@ def test_bad_arguments_say_what_was_expected(kwargs, error, message):
         time_interleaved(**kwargs)
 
 
-def test_synchronize_is_a_no_op_on_the_cpu():
-    synchronize(None)
-    synchronize("cpu")
+def test_synchronize_is_a_no_op_on_the_cpu(monkeypatch):
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: waited.append("cuda"))
+    monkeypatch.setattr(torch.mps, "synchronize", lambda *args: waited.append("mps"))
+    for device in (None, "cpu", torch.device("cpu")):
+        assert synchronize(device) is None
+    assert waited == []  # nothing queued on the CPU: no accelerator is asked to wait
+    synchronize("cuda:0")
+    assert waited == ["cuda"]  # (the same function does wait on CUDA, here the recorder)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
