@@ -19,3 +19,12 @@ Here the roles are split:
 Submissions are found and checked by :mod:`.intake`. Importing this package is cheap: the probe imports
 it inside every student's kernel.
 """
+
+import sys as _sys
+
+
+def skip_slow_imports() -> None:
+    """jsonschema (under nbformat) imports ``rfc3987_syntax`` if installed, which builds a grammar for 3 s;
+    the notebook schema never uses that format. Must run before nbformat is imported (the grader's
+    processes; the sandbox's driver, which cannot import this package, does the same itself)."""
+    _sys.modules.setdefault("rfc3987_syntax", None)

@@ -26,9 +26,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# jsonschema (imported by nbformat) builds a grammar for 3 s at import when the optional rfc3987_syntax
-# is installed, for a format the notebook schema never uses: skip it in the grader's processes.
-sys.modules.setdefault("rfc3987_syntax", None)
+from . import skip_slow_imports
+
+skip_slow_imports()  # before intake imports nbformat
 
 from . import intake, report  # noqa: E402
 from .sandbox import SandboxSettings, check_sandbox_available  # noqa: E402

@@ -12,28 +12,23 @@ import json
 import os
 import resource
 import shutil
-import sys
 import time
 import uuid
 from pathlib import Path
 
-from . import report
-from .runner import PartResult, TestOutcome, TestPlan, install_reference_recorder, run_tests
-from .sandbox import Sandbox, SandboxEnded, SandboxSettings, SandboxTimeout, UidLease
+from . import report, skip_slow_imports
+
+skip_slow_imports()  # before runner imports nbformat (a spawned worker imports this module first)
+
+from .runner import PartResult, TestOutcome, TestPlan, install_reference_recorder, run_tests  # noqa: E402
+from .sandbox import Sandbox, SandboxEnded, SandboxSettings, SandboxTimeout, UidLease  # noqa: E402
 
 _STATE: dict = {}
-
-
-def skip_slow_imports() -> None:
-    """jsonschema (under nbformat) imports ``rfc3987_syntax`` if installed, which builds a grammar for 3 s;
-    the notebook schema never uses that format. Must run before nbformat is imported."""
-    sys.modules.setdefault("rfc3987_syntax", None)
 
 
 def init_worker(use_bwrap: bool) -> None:
     """Runs once in each worker process, while the main process prepares the run: the slow imports, and
     this worker's own sandbox uid."""
-    skip_slow_imports()
     import nbformat  # noqa: F401
     import torch
     import torch._dynamo  # noqa: F401 (imported by the first meta-device test otherwise: 2 s inside a test's time)

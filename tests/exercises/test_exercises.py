@@ -30,7 +30,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbgrader.validator import Validator
-from wrong_answers import WRONG_ANSWERS
+from wrong_answers import WRONG_ANSWERS, answered_with
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "solutions"
@@ -202,20 +202,6 @@ class Graded:
         return {grade_id for grade_id, (score, maximum) in self.cells.items() if score != maximum}
 
 
-def _fill(release: Path, source: Path, replacement=None) -> nbformat.NotebookNode:
-    """The released notebook with the source's answers filled in, one of them replaced by a wrong one."""
-    notebook = nbformat.read(str(release), as_version=4)
-    answers = {grade_id: cell.source for grade_id, cell in _cells_by_id(source).items()
-               if cell.metadata["nbgrader"]["solution"]}
-    for cell in notebook.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            cell.source = answers[grade_id]
-            if replacement is not None and grade_id == replacement.grade_id:
-                cell.source = replacement.source
-    return notebook
-
-
 def _submit(course: Course) -> dict[str, str]:
     """Write submitted/<student>/<assignment>/: the source itself, the blank release, each wrong answer."""
     students = {"solutions": "source notebook", "blank": "unmodified release"}
@@ -232,7 +218,7 @@ def _submit(course: Course) -> dict[str, str]:
                 shutil.copy(release, folder / source.name)
             else:
                 wrong = next(w for w in WRONG_ANSWERS[course.assignment] if f"wrong-{w.name}" == student)
-                nbformat.write(_fill(release, source, wrong if wrong.notebook == source.name else None),
+                nbformat.write(answered_with(release, source, wrong if wrong.notebook == source.name else None),
                                str(folder / source.name))
     return students
 

@@ -11,6 +11,9 @@ Add an entry for every new assignment: at least three mistakes a student would r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,22 @@ class WrongAnswer:
     source: str  # the whole new cell source
     fails: frozenset[str]  # grade_ids of the test cells that must fail
     message: str  # must appear in the failing test cells' output
+
+
+def answered_with(release: Path, source: Path, wrong: WrongAnswer | None = None) -> nbformat.NotebookNode:
+    """The released notebook with the source's answers filled in, and ``wrong``'s cell (if any) instead
+    of the source's: what a student who made that one mistake submits."""
+    notebook = nbformat.read(str(release), as_version=4)
+    answers = {cell.metadata["nbgrader"]["grade_id"]: cell.source
+               for cell in nbformat.read(str(source), as_version=4).cells
+               if cell.metadata.get("nbgrader", {}).get("solution")}
+    if wrong is not None:
+        answers[wrong.grade_id] = wrong.source
+    for cell in notebook.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    return notebook
 
 
 def _wrong(name, notebook, grade_id, source, fails, message):

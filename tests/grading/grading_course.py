@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,15 @@ def make_course(target: Path) -> Path:
         shutil.copytree(ROOT / folder, target / folder)
     shutil.copy(ROOT / "nbgrader_config.py", target)
     return target
+
+
+def gradebook_scores(course: Path, check_integrity: bool = False) -> dict[str, float]:
+    """Each student's total auto_score in the course's gradebook.db, read with SQL (not nbgrader's API)."""
+    with sqlite3.connect(course / "gradebook.db") as db:
+        if check_integrity:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        return dict(db.execute(
+            "SELECT student.id, SUM(grade.auto_score) FROM grade "
+            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
+            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
+            "JOIN student ON submitted_assignment.student_id = student.id GROUP BY student.id").fetchall())

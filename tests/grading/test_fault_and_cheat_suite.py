@@ -15,13 +15,12 @@ import os
 import re
 import shutil
 import socket
-import sqlite3
 import tempfile
 import threading
 from pathlib import Path
 
 import pytest
-from grading_course import ROOT, make_course, require_sandbox
+from grading_course import ROOT, gradebook_scores, make_course, require_sandbox
 from grading_submissions import (ASSIGNMENT, NOTEBOOK, OTHER_STUDENT_MARKER, catalogue,
                                  write_submissions)
 
@@ -176,14 +175,7 @@ def test_course_submissions_and_repository_are_intact(suite):
 
 
 def test_the_gradebook_holds_exactly_the_table(suite):
-    database = suite["course"] / "gradebook.db"
-    with sqlite3.connect(database) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        stored = dict(db.execute(
-            "SELECT student.id, SUM(grade.auto_score) FROM grade "
-            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
-            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
-            "JOIN student ON submitted_assignment.student_id = student.id GROUP BY student.id").fetchall())
+    stored = gradebook_scores(suite["course"], check_integrity=True)
     expected = {name: row.score for name, row in suite["rows"].items() if row.score is not None}
     assert stored == expected
 

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-import nbformat
 import pytest
-from grading_course import ROOT, make_course
+from grading_course import ROOT, gradebook_scores, make_course
 from grading_submissions import ASSIGNMENT, NOTEBOOK, WRONG_STEP, answered, load, to_bytes, with_answer
 
 from rnn_course.cli import main
@@ -19,7 +17,7 @@ from rnn_course.grading import report, sandbox
 from rnn_course.grading.command import UNCONFINED_WARNING, GradeOptions, grade
 
 sys.path.insert(0, str(ROOT / "tests" / "exercises"))
-from wrong_answers import WRONG_ANSWERS  # noqa: E402  (the nbgrader round trip's realistic mistakes)
+from wrong_answers import WRONG_ANSWERS, answered_with  # noqa: E402  (the nbgrader round trip's realistic mistakes)
 
 ASSIGNMENTS = sorted(path.name for path in (ROOT / "solutions").iterdir() if any(path.glob("*.ipynb")))
 
@@ -32,15 +30,6 @@ def honest_submissions(course: Path, folder: Path) -> None:
         target = folder / student / ASSIGNMENT
         target.mkdir(parents=True)
         (target / NOTEBOOK).write_bytes(to_bytes(nb))
-
-
-def gradebook_scores(course: Path) -> dict[str, float]:
-    with sqlite3.connect(course / "gradebook.db") as db:
-        return dict(db.execute(
-            "SELECT student.id, SUM(grade.auto_score) FROM grade "
-            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
-            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
-            "JOIN student ON submitted_assignment.student_id = student.id GROUP BY student.id").fetchall())
 
 
 def test_without_bubblewrap_it_refuses_unless_told_no_sandbox(course, tmp_path, monkeypatch, capsys):
@@ -125,7 +114,7 @@ def test_every_assignment_grades_like_plain_nbgrader(sandbox_required, tmp_path,
     submissions = {"source": source.read_bytes(), "blank": release.read_bytes()}
     wrongs = {f"wrong-{wrong.name}": wrong for wrong in WRONG_ANSWERS[assignment]}
     for student, wrong in wrongs.items():
-        submissions[student] = to_bytes(filled(release, source, wrong))
+        submissions[student] = to_bytes(answered_with(release, source, wrong))
     for student, data in submissions.items():
         target = tmp_path / "submitted" / student / assignment
         target.mkdir(parents=True)
@@ -146,21 +135,8 @@ def test_every_assignment_grades_like_plain_nbgrader(sandbox_required, tmp_path,
             assert wrong.message in failed[student][grade_id], f"{student}, {grade_id}: {failed[student][grade_id]}"
 
 
-def filled(release: Path, source: Path, wrong) -> nbformat.NotebookNode:
-    """The release answered with the source's solutions, one answer cell replaced by the wrong one."""
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nbformat.read(source, as_version=4).cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
-    answers[wrong.grade_id] = wrong.source
-    nb = nbformat.read(release, as_version=4)
-    for c in nb.cells:
-        grade_id = c.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            c.source = answers[grade_id]
-    return nb
-
-
 def test_the_command_line_and_the_make_target():
-    help_text = subprocess.run([str(Path(__import__("sys").executable).parent / "rnn-course"), "grade", "--help"],
+    help_text = subprocess.run([str(Path(sys.executable).parent / "rnn-course"), "grade", "--help"],
                                capture_output=True, text=True, check=True).stdout
     for option in ("--output", "--workers", "--force", "--no-sandbox", "--roster", "--cell-timeout",
                    "--submission-timeout", "--memory"):
