@@ -30,7 +30,7 @@ from . import skip_slow_imports
 
 skip_slow_imports()  # before intake imports nbformat
 
-from . import intake, report  # noqa: E402
+from . import confinement, intake, report  # noqa: E402
 from .sandbox import SandboxSettings, check_sandbox_available  # noqa: E402
 
 UNCONFINED_WARNING = ("WARNING: --no-sandbox: student code runs unconfined, with your user's rights; it can read "
@@ -63,6 +63,8 @@ class GradeSummary:
     table: Path
     output: Path
     counts: Counter = field(default_factory=Counter)
+    enforcement: list[str] = field(default_factory=list)  # how each limit was enforced in this run
+    uids: dict[str, int] = field(default_factory=dict)  # the sandbox uid of each submission graded now
 
     @property
     def grader_errors(self) -> int:
@@ -111,6 +113,8 @@ def grade(options: GradeOptions) -> GradeSummary:
         check_sandbox_available()
     else:
         print(UNCONFINED_WARNING, file=sys.stderr)
+    enforcement = confinement.enforcement(options.memory_mb, SandboxSettings.processes, options.sandbox)
+    print("rnn-course grade: " + "\n  ".join(["limits of this run:", *enforcement]), file=sys.stderr)
     release_notebooks = sorted((course / "exercises" / assignment).glob("*.ipynb"))
     if [path.name for path in release_notebooks] != [sources[0].name]:
         raise GradingError(f"{course / 'exercises' / assignment} must hold the released {sources[0].name} and no "
@@ -126,6 +130,7 @@ def grade(options: GradeOptions) -> GradeSummary:
     writer.ensure_assignment(grade_ids)
     scratch = Path(tempfile.mkdtemp(prefix="rnn-course-grading-"))
     pool = None
+    uids = confinement.UidPool() if options.sandbox else None
     try:
         submissions = intake.collect(options.submissions, assignment, notebook, release_notebooks[0],
                                      scratch / "staging", roster)
@@ -144,7 +149,8 @@ def grade(options: GradeOptions) -> GradeSummary:
                 jobs.append({"student": submission.student, "files": {n: str(p) for n, p in submission.files.items()},
                              "notebook": submission.notebook, "expected_notebook": notebook,
                              "renamed_from": submission.renamed_from, "tampered": submission.tampered,
-                             "fingerprint": submission.fingerprint})
+                             "fingerprint": submission.fingerprint,
+                             "uid": uids.lease() if uids is not None else None})  # its own, for it alone
         workers = max(1, min(options.workers or os.cpu_count() or 1, len(jobs)))
         if jobs:
             pool = _start_pool(workers, options.sandbox)  # the workers import torch while this process prepares
@@ -155,7 +161,7 @@ def grade(options: GradeOptions) -> GradeSummary:
         settings = SandboxSettings(cell_timeout=options.cell_timeout, submission_timeout=options.submission_timeout,
                                    memory_mb=options.memory_mb,
                                    threads=max(1, min(8, (os.cpu_count() or 1) // workers)),
-                                   use_bwrap=options.sandbox)
+                                   use_bwrap=options.sandbox, warm_up=plan.uses_meta_device)
         config = {"source_notebook": str(sources[0]), "release_dir": str(release_dir), "scratch": str(scratch),
                   "assignment": assignment, "settings": settings.to_dict(),
                   **_confinement(options, course, output, scratch)}
@@ -164,11 +170,14 @@ def grade(options: GradeOptions) -> GradeSummary:
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        if uids is not None:
+            uids.release()
         shutil.rmtree(scratch, ignore_errors=True)
     if not options.sandbox:
         print(UNCONFINED_WARNING, file=sys.stderr)
     return GradeSummary(sorted(rows, key=lambda row: row.student), table, output,
-                        Counter(row.status for row in rows))
+                        Counter(row.status for row in rows), enforcement,
+                        {job["student"]: job["uid"] for job in jobs if job["uid"] is not None})
 
 
 def _ungraded_row(submission: intake.Submission, assignment: str, plan) -> report.Row:
@@ -248,11 +257,12 @@ def run(args) -> int:
                            not args.no_sandbox, args.roster, args.cell_timeout, args.submission_timeout, args.memory)
     try:
         summary = grade(options)
-    except (GradingError, SandboxError, ValueError) as error:
+    except (GradingError, SandboxError, confinement.ConfinementError, ValueError) as error:
         print(f"rnn-course grade: {error}", file=sys.stderr)
         return 2
     counts = ", ".join(f"{count} {status}" for status, count in sorted(summary.counts.items()))
     print(f"{len(summary.rows)} submissions: {counts}")
+    print("limits: " + "; ".join(summary.enforcement))
     print(f"grade table: {summary.table}")
     print(f"feedback: {summary.output / 'feedback'}")
     return 1 if summary.grader_errors else 0

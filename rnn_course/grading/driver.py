@@ -145,7 +145,7 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
     probe_source = (
         "# Added by the grader (rnn-course grade): serves the grader's calls to your functions.\n"
         "import rnn_course.grading.probe as _rnn_course_probe\n"
-        f"_rnn_course_probe.serve(globals(), {config['channel_dir']!r})\n")
+        f"_rnn_course_probe.serve(globals(), {config['channel_dir']!r}, warm_up={bool(config.get('warm_up'))})\n")
 
     class AppendProbe(NbGraderPreprocessor):
         """Append the probe cell (runs last, after every cell of the student's notebook)."""

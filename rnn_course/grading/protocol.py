@@ -27,6 +27,7 @@ import builtins
 import errno
 import json
 import os
+import re
 import select
 import struct
 import time
@@ -44,6 +45,8 @@ MAX_MESSAGE_BYTES = 256 << 20
 MAX_DEPTH = 32
 MAX_ITEMS = 1_000_000
 MAX_DIMS = 16
+MAX_ELEMENTS = 1 << 36
+"""Most elements a tensor or array may declare (on the meta device too)."""
 MAX_TEXT = 64 << 10
 """Longest exception message kept from the sandbox (64 KiB)."""
 
@@ -129,9 +132,13 @@ class Channel:
         (header_length,) = struct.unpack(">I", prefix[4:])
         if header_length > min(MAX_HEADER_BYTES, self.max_bytes):
             raise ProtocolError(f"message header too large ({header_length} bytes)")
+        raw = self._read_exactly(header_length, deadline)
+        depth = json_depth(raw)
+        if depth > MAX_DEPTH + 8:  # (a frame's own keys nest a few levels above its values)
+            raise ProtocolError(f"malformed message header: nested {depth} levels deep")
         try:
-            header = json.loads(self._read_exactly(header_length, deadline))
-        except (ValueError, UnicodeDecodeError) as error:
+            header = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:
             raise ProtocolError(f"malformed message header: {error}") from None
         if not isinstance(header, dict) or not isinstance(header.get("kind"), str):
             raise ProtocolError("malformed message header")
@@ -179,6 +186,41 @@ class Channel:
                 if poller.poll(0):
                     return
                 raise ProtocolError("the other side ended")
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply the JSON text ``data`` nests, found without parsing it (and without recursion): the
+    parser would recurse once per level, so a deep message must be refused before it is parsed."""
+    brackets = np.frombuffer(_JSON_STRING.sub(b'""', data), dtype=np.uint8)
+    steps = (np.isin(brackets, (ord("["), ord("{"))).astype(np.int64)
+             - np.isin(brackets, (ord("]"), ord("}"))).astype(np.int64))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def payload_bytes(value, limit: int) -> int:
+    """The bytes ``value`` would take on the channel (tensors, arrays, bytes, text), counted without
+    copying anything and without recursion; stops counting once past ``limit``."""
+    total, items, stack = 0, 0, [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        items += 1
+        if items > MAX_ITEMS:
+            return limit + 1
+        if isinstance(item, torch.Tensor):
+            total += item.numel() * item.element_size()
+        elif isinstance(item, np.ndarray):
+            total += item.nbytes
+        elif isinstance(item, (bytes, bytearray, str)):
+            total += len(item)
+        elif type(item) in (list, tuple):
+            stack.extend(item)
+        elif type(item) is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,6 +412,11 @@ class Decoder:
             raise ProtocolError("bad shape")
         if not all(type(size) is int and 0 <= size < 1 << 40 for size in shape):
             raise ProtocolError("bad shape")
+        numel = 1
+        for size in shape:
+            numel *= size
+        if numel > MAX_ELEMENTS:  # even on the meta device: refused before anything is made from it
+            raise ProtocolError(f"shape {shape[:8]} has more than {MAX_ELEMENTS} elements")
         return shape
 
     @staticmethod

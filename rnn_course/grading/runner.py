@@ -13,8 +13,15 @@ active options, and a proxy forwards them, so the sandbox blocks the same refere
 student's function. While a test has replaced another student function
 (``replaced_names(globals(), memory_cell_step=reference)``), the proxy sends that name as "replaced":
 inside the sandbox the student's code then calls a stand-in that asks the grader to run ``reference``.
-A tensor argument that the student's function changed in place is changed here too, so
-``check_unchanged`` sees it.
+Arguments are the grader's: the student's function gets copies, and a call that changes any of
+them in place (nested ones and ``.grad`` too) fails its part with the course's rule, "do not modify
+any argument in place"; the grader's tensors are never written, so its references are computed from
+untouched values. (A test that asks for in-place work says so with
+``call_without_references(..., modifies=("name",))``; then that argument's new value is copied back.)
+Deadlines are the grader's alone: a call that returns after its test cell's time has run out has
+timed out, whatever the sandbox reports. The grader's own work for a student's request (a callback
+into a reference while a part is graded on its own) is bounded in CPU time, memory and result size
+(:class:`WorkLimits`); past a limit the part fails, and the worker lives on.
 
 Failures are reported by message only: a :class:`~rnn_course.checks.CheckFailed` text, or an
 exception's type and message; never a traceback, never the source of a hidden test.
@@ -26,6 +33,9 @@ import ast
 import builtins
 import contextlib
 import io
+import resource
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -73,6 +83,13 @@ class TestPlan:
     cells: list[Cell]
     functions: list[str]
     parts: list[Part]
+    parameters: dict[str, list[str]] = field(default_factory=dict)  # each function's parameter names
+
+    @property
+    def uses_meta_device(self) -> bool:
+        """Whether a test calls on the meta device (the probe then imports torch._dynamo up front)."""
+        return any(cell.kind == "test" and ("meta" in cell.source or "strict_device" in cell.source)
+                   for cell in self.cells)
 
     @property
     def max_score(self) -> float:
@@ -81,7 +98,7 @@ class TestPlan:
     @classmethod
     def from_source(cls, path: Path) -> TestPlan:
         nb = nbformat.read(path, as_version=4)
-        cells, functions, parts = [], [], []
+        cells, functions, parts, parameters = [], [], [], {}
         last_test = max((index for index, cell in enumerate(nb.cells) if _is_test(cell)), default=-1)
         for index, cell in enumerate(nb.cells):
             meta = cell.metadata.get("nbgrader", {})
@@ -89,8 +106,11 @@ class TestPlan:
                 continue  # cells after the last test cannot change a grade
             grade_id = meta.get("grade_id", cell.get("id", f"cell{index}"))
             if meta.get("solution") and not meta.get("grade"):
-                names = [node.name for node in ast.parse(cell.source).body
-                         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+                definitions = [node for node in ast.parse(cell.source).body
+                               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+                names = [node.name for node in definitions]
+                for node in definitions:
+                    parameters[node.name] = [arg.arg for arg in node.args.posonlyargs + node.args.args]
                 cells.append(Cell("answer", grade_id, cell.source, functions=names))
                 functions += names
             elif _is_test(cell):
@@ -101,7 +121,7 @@ class TestPlan:
                 cells.append(Cell("setup", grade_id, cell.source))
         if not parts:
             raise ValueError(f"{path} has no auto-graded test cell")
-        return cls(Path(path).name, cells, functions, parts)
+        return cls(Path(path).name, cells, functions, parts, parameters)
 
 
 def _is_test(cell) -> bool:
@@ -145,10 +165,27 @@ def _remembering_references_out_of_reach(*extra, **options):
         _ACTIVE_REFERENCES.pop()
 
 
+_ALLOWED_CHANGES: list[tuple[str, ...]] = []
+_original_call_without_references = checks.call_without_references
+
+
+def _remembering_call_without_references(function, *args, modifies=(), **options):
+    """``checks.call_without_references`` that also tells the proxies which arguments the test allows
+    to change in place (``modifies``; none unless the test says so)."""
+    _ALLOWED_CHANGES.append(tuple(str(name) for name in modifies))
+    try:
+        if modifies:
+            options["modifies"] = modifies
+        return _original_call_without_references(function, *args, **options)
+    finally:
+        _ALLOWED_CHANGES.pop()
+
+
 def install_reference_recorder() -> None:
-    """Route ``rnn_course.checks.references_out_of_reach`` (and so ``call_without_references``) through the
-    recorder, in this grading process only."""
+    """Route ``rnn_course.checks.references_out_of_reach`` and ``call_without_references`` through the
+    recorders, in this grading process only."""
     checks.references_out_of_reach = _remembering_references_out_of_reach
+    checks.call_without_references = _remembering_call_without_references
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,14 +219,104 @@ _KNOWN_EXCEPTIONS = {"rnn_course.checks.CheckFailed": checks.CheckFailed,
 _MEMORY_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
+@dataclass(frozen=True)
+class WorkLimits:
+    """What the grader spends on a student's requests (callbacks) within one test cell."""
+
+    cpu_seconds: float = 10.0  # CPU time of all callbacks of one test cell together
+    memory_bytes: int = 512 << 20  # address space one callback may add to the grading process
+    result_bytes: int = 64 << 20  # tensor (and other) bytes one callback may send back
+
+
+class GraderWorkRefused(RuntimeError):
+    """A student's request would make the grader pass one of its limits (raised into the student's code)."""
+
+
+class _GraderWorkTimeout(BaseException):
+    """A callback ran past its CPU time or past the test cell's deadline (not an Exception: the
+    grader's reference code cannot swallow it)."""
+
+
+def _address_space() -> int:
+    """This process's address space now, in bytes (from /proc; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+@contextlib.contextmanager
+def _bounded(cpu_seconds: float, wall_seconds: float, memory_bytes: int):
+    """Run a block of the grader's own work under CPU-time and wall-clock alarms (main thread only)
+    and a temporary address-space limit of ``memory_bytes`` above what the process uses now."""
+    timers = threading.current_thread() is threading.main_thread()
+    handlers = {}
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    used = _address_space()
+    if timers:
+        def expired(signum, frame):
+            raise _GraderWorkTimeout("CPU time" if signum == signal.SIGPROF else "time")
+
+        for signum in (signal.SIGPROF, signal.SIGALRM):
+            handlers[signum] = signal.signal(signum, expired)
+        signal.setitimer(signal.ITIMER_PROF, max(0.01, cpu_seconds))
+        signal.setitimer(signal.ITIMER_REAL, max(0.01, wall_seconds))
+    limited = used > 0 and (hard == resource.RLIM_INFINITY or used + memory_bytes < hard)
+    try:
+        if limited:
+            resource.setrlimit(resource.RLIMIT_AS, (used + memory_bytes, hard))
+        yield
+    finally:
+        if limited:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        if timers:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def in_place_failure(name: str, argument: str) -> checks.CheckFailed:
+    """The course's rule, as the exercise checks state it (``checks.in_place_failure`` where it exists)."""
+    maker = getattr(checks, "in_place_failure", None)
+    if maker is not None:
+        return maker(name, argument)
+    return checks.CheckFailed(f"Do not modify any argument in place: {name} changed {argument}; compute "
+                              "into a new tensor instead")
+
+
+def _argument_labels(args: tuple, kwargs: dict, parameters: list[str]) -> dict[int, tuple[str, str]]:
+    """id(tensor) -> (parameter name, how to name it in a message), for every tensor nested in the
+    arguments (without recursion; the first place a tensor appears names it)."""
+    labels: dict[int, tuple[str, str]] = {}
+    tops = [(parameters[index] if index < len(parameters) else f"argument {index + 1}", value)
+            for index, value in enumerate(args)] + list(kwargs.items())
+    for name, value in tops:
+        stack, seen = [(value, name)], 0
+        while stack and seen < protocol.MAX_ITEMS:
+            item, path = stack.pop()
+            seen += 1
+            if isinstance(item, torch.Tensor):
+                labels.setdefault(id(item), (name, path if path == name else f"{path} (inside {name})"))
+            elif type(item) in (list, tuple):
+                stack += [(child, f"{path}[{index}]") for index, child in enumerate(item)]
+            elif type(item) is dict:
+                stack += [(child, f"{path}[{key!r}]") for key, child in item.items()]
+    return labels
+
+
 class Session:
     """The grader's side of one submission: its proxies, the time left in the current test cell, and
-    what happened (timeouts, memory errors, the sandbox ending)."""
+    what happened (timeouts, memory errors, the sandbox ending, a limit of the grader's own work)."""
 
-    def __init__(self, sandbox: Sandbox, namespace: dict, functions: list[str], cell_timeout: float):
+    def __init__(self, sandbox: Sandbox, namespace: dict, functions: list[str], cell_timeout: float,
+                 parameters: dict[str, list[str]] | None = None, limits: WorkLimits | None = None):
         self.sandbox = sandbox
         self.namespace = namespace
         self.cell_timeout = cell_timeout
+        self.parameters = parameters or {}
+        self.limits = limits or WorkLimits(cpu_seconds=cell_timeout)
         self.proxies = {name: StudentFunction(self, name) for name in functions}
         self.cell_deadline = float("inf")
         self.stopped: str | None = None  # why the sandbox is no longer usable
@@ -198,9 +325,13 @@ class Session:
         self.memory_error = False
         self.depth = 0
         self.calls = 0  # calls into the sandbox so far
+        self.work_cpu = 0.0  # CPU seconds spent on callbacks in this test cell
+        self.work_failure: str | None = None  # a limit of the grader's work was reached in this test cell
 
     def start_cell(self) -> None:
         self.cell_deadline = time.monotonic() + self.cell_timeout
+        self.work_cpu = 0.0
+        self.work_failure = None
 
     def _student_name(self, value) -> str | None:
         return value.__name__ if isinstance(value, StudentFunction) and value._session is self else None
@@ -211,6 +342,7 @@ class Session:
         if self.depth > 20:
             raise RecursionError("calls between the grader and the student's code nested too deeply")
         references = dict(_ACTIVE_REFERENCES[-1]) if _ACTIVE_REFERENCES else None
+        allowed = set(_ALLOWED_CHANGES[-1]) if _ALLOWED_CHANGES else set()
         replaced = {other: self.namespace[other] for other in self.proxies
                     if other != name and other in self.namespace and self.namespace[other] is not self.proxies[other]}
         timeout = self.cell_deadline - time.monotonic()
@@ -235,15 +367,23 @@ class Session:
             raise SandboxGone(self.stopped) from None
         finally:
             self.depth -= 1
-        overhead = reply.get("overhead", 0.0)
-        if type(overhead) in (int, float) and 0 < overhead < self.cell_timeout * 10:
-            self.cell_deadline += overhead  # one-time imports in the sandbox are not the student's time
+        if time.monotonic() > self.cell_deadline:  # the grader's clock, whatever the sandbox says
+            self.call_timed_out = True
+            raise CallTimedOut(f"{name} returned after the {self.cell_timeout:g} s its test cell may take")
+        if self.work_failure:  # even if the student's code caught the refusal
+            raise checks.CheckFailed(self.work_failure)
         try:
             value = decoder.decode(reply.get("value")) if reply.get("ok") else None
-            for change in reply.get("after", []) if reply.get("ok") else []:
-                self._write_back(change, decoder, encoder)
+            changes = [self._changed(change, encoder) for change in reply.get("after", [])] if reply.get("ok") else []
         except protocol.ProtocolError as error:
             raise checks.CheckFailed(f"the result of {name} could not be read: {error}") from None
+        labels = _argument_labels(args, kwargs, self.parameters.get(name, []))
+        for original, change in changes:
+            parameter, label = labels.get(id(original), ("", "an argument"))
+            if parameter not in allowed:
+                raise in_place_failure(name, label)
+        for original, change in changes:
+            self._write_back(original, change, decoder)  # only what the test allowed to change
         if reply.get("ok"):
             return value
         if reply.get("timeout"):
@@ -254,16 +394,50 @@ class Session:
             self.memory_error = True
         raise error
 
+    def _refuse(self, message: str):
+        self.work_failure = self.work_failure or message
+        raise GraderWorkRefused(message)
+
     def _run_callback(self, function, args: list, kwargs: dict):
-        return function(*args, **kwargs)
+        """Run one of the grader's functions for the student's code, within :class:`WorkLimits`."""
+        limits = self.limits
+        if self.work_failure:
+            raise GraderWorkRefused(self.work_failure)
+        cpu_left = limits.cpu_seconds - self.work_cpu
+        wall_left = self.cell_deadline - time.monotonic()
+        if cpu_left <= 0 or wall_left <= 0:
+            self._refuse(f"the grader's own work for this test passed its limit of {limits.cpu_seconds:g} s "
+                         "of CPU time (requests from the notebook's code)")
+        start = time.process_time()
+        try:
+            with _bounded(cpu_left, wall_left, limits.memory_bytes):
+                result = function(*args, **kwargs)
+                size = protocol.payload_bytes(result, limits.result_bytes)
+        except _GraderWorkTimeout:
+            self._refuse(f"a request from the notebook's code made the grader work past its limit of "
+                         f"{limits.cpu_seconds:g} s of CPU time for this test")
+        except (MemoryError, RuntimeError) as error:
+            if not isinstance(error, MemoryError) and not any(word in str(error).lower() for word in _MEMORY_WORDS):
+                raise
+            self._refuse(f"a request from the notebook's code would make the grader pass its memory limit of "
+                         f"{limits.memory_bytes >> 20} MiB (are the arguments' shapes right?)")
+        finally:
+            self.work_cpu += time.process_time() - start
+        if size > limits.result_bytes:
+            self._refuse(f"a request from the notebook's code would make the grader send back more than its "
+                         f"limit of {limits.result_bytes >> 20} MiB (are the arguments' shapes right?)")
+        return result
 
     @staticmethod
-    def _write_back(change: dict, decoder: protocol.Decoder, encoder: protocol.Encoder) -> None:
-        """Apply an in-place change the student's function made to one of the grader's tensors."""
+    def _changed(change: dict, encoder: protocol.Encoder) -> tuple[torch.Tensor, dict]:
         ref = change.get("ref") if isinstance(change, dict) else None
         if type(ref) is not int or not 0 <= ref < len(encoder.tensors):
             raise protocol.ProtocolError("bad tensor reference")
-        original = encoder.tensors[ref]
+        return encoder.tensors[ref], change
+
+    @staticmethod
+    def _write_back(original: torch.Tensor, change: dict, decoder: protocol.Decoder) -> None:
+        """Apply an in-place change the test allowed (``modifies``) to the grader's tensor."""
         new = decoder.tensor(change.get("tensor"))
         grad = decoder.tensor(change["grad"]) if change.get("grad") is not None else None
         if original.device.type == "meta":
@@ -307,7 +481,7 @@ class GraderError(RuntimeError):
 def run_tests(plan: TestPlan, sandbox: Sandbox, cell_timeout: float) -> TestOutcome:
     """Run the plan's cells against the submission in ``sandbox`` (whose probe is ready)."""
     namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
-    session = Session(sandbox, namespace, plan.functions, cell_timeout)
+    session = Session(sandbox, namespace, plan.functions, cell_timeout, plan.parameters)
     results = []
     for cell in plan.cells:
         if cell.kind == "answer":

@@ -12,8 +12,10 @@ noticed at once (with IPC transport it is not, see ``shared/research/toolchain.m
   checkouts of the course: absent (an allow-list, not a list of what to hide);
 * a private, size-capped tmpfs as the only writable place besides /tmp and /dev/shm (also capped);
 * new network (loopback only), PID, IPC and UTS namespaces; ``--die-with-parent``, ``--new-session``;
-* the driver drops from root to an **unprivileged uid leased by this worker** (so ``RLIMIT_NPROC``
-  counts only this sandbox) after setting limits on memory, CPU time, processes, file size;
+* the driver drops from root to an **unprivileged uid of this submission's own** (used by no other
+  submission of the run, so neither ``RLIMIT_NPROC`` nor any per-uid kernel state is shared) after
+  setting limits on memory, CPU time, processes, file size; a **system-call filter** and a **cgroup**
+  for the whole submission come from :mod:`.confinement`;
 * a wall-clock limit: the grader kills the sandbox (and with it the PID namespace) at the deadline;
 * a clean environment (PATH, LANG, ...); nbgrader itself adds ``NBGRADER_EXECUTION`` as it always does.
 
@@ -28,7 +30,6 @@ with the memory, CPU-time and file-size limits but no confinement at all.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -41,12 +42,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import protocol
+from . import confinement, protocol
+from .confinement import UID_BASE, processes_of  # noqa: F401 (re-exported for the tests)
 
 SANDBOX_ROOT = "/tmp/grading"
 """Where the sandbox sees its inputs (read-only), its channel and its writable scratch folder."""
-UID_BASE = int(os.environ.get("RNN_COURSE_SANDBOX_UID_BASE", "61000"))
-"""First uid leased to sandboxes (one per worker; override with RNN_COURSE_SANDBOX_UID_BASE)."""
 _DRIVER = Path(__file__).with_name("driver.py")
 CALL_GRACE = 20.0
 """Seconds the grader waits past a call's own time limit before it kills the sandbox."""
@@ -77,6 +77,7 @@ class SandboxSettings:
     tmp_mb: int = 64  # /tmp and /dev/shm inside the sandbox (tmpfs each)
     max_output_bytes: int = 1 << 20  # output kept per notebook cell
     threads: int = 1  # CPU threads for torch in the kernel (OMP_NUM_THREADS): cores / workers, at most 8
+    warm_up: bool = False  # the tests use the meta device: the probe imports torch._dynamo before "ready"
     use_bwrap: bool = True
 
     def to_dict(self) -> dict:
@@ -100,6 +101,11 @@ def check_sandbox_available() -> None:
             "sandboxed grading runs as root: it starts each sandbox as root and drops to an unprivileged "
             "uid inside, so that process limits apply (RLIMIT_NPROC is not enforced for root). Run it as "
             "root (e.g. in a container or CI), or pass --no-sandbox.")
+    try:
+        confinement.seccomp_program()
+    except confinement.ConfinementError as error:
+        raise SandboxError(f"{error}; or, knowing that student code will then run with your rights, pass "
+                           "--no-sandbox.") from None
     trial = subprocess.run([bwrap_path(), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
                             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--", "true"],
                            capture_output=True, text=True, timeout=60)
@@ -107,70 +113,6 @@ def check_sandbox_available() -> None:
         raise SandboxError(
             f"bubblewrap is installed but cannot make a sandbox here ({trial.stderr.strip()[:300]}); in a "
             "container it needs the right to create namespaces and mounts. Fix that, or pass --no-sandbox.")
-
-
-# ---------------------------------------------------------------------------------------------
-# Uids: one per worker, leased with a lock file
-# ---------------------------------------------------------------------------------------------
-
-class UidLease:
-    """An unprivileged uid for this worker's sandboxes, held with ``flock`` until :meth:`release`."""
-
-    def __init__(self, base: int = UID_BASE, count: int = 256):
-        lock_folder = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
-        for uid in range(base, base + count):
-            handle = open(lock_folder / f"rnn-course-sandbox-{uid}.lock", "a")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            self.uid, self._handle = uid, handle
-            wait_until_no_processes(uid, timeout=5.0)
-            return
-        raise SandboxError(f"no free sandbox uid in {base}..{base + count - 1}")
-
-    def release(self) -> None:
-        self._handle.close()
-
-
-def processes_of(uid: int) -> list[int]:
-    """PIDs of the processes whose real uid is ``uid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as status:
-                for line in status:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            found.append(int(entry))
-                        break
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def wait_until_no_processes(uid: int, timeout: float) -> None:
-    """Wait for the sandbox uid's processes to be gone (they die with their PID namespace); then kill
-    stragglers (only this worker uses the uid) and wait again. The next sandbox of this worker starts
-    only when none is left: they would count against its process limit."""
-    for kill in (False, True):
-        deadline = time.monotonic() + timeout
-        while processes_of(uid):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        else:
-            return
-        if kill:
-            raise SandboxError(f"processes of sandbox uid {uid} would not end")
-        for pid in processes_of(uid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,6 +220,8 @@ class Sandbox:
         self.stderr_tail = b""
         self.started = self.deadline = 0.0
         self.killed_at_deadline = False
+        self.cgroup: confinement.SubmissionCgroup | None = None
+        self.oom_kills = 0  # processes the kernel killed at the submission's memory limit (its cgroup)
         self._fds: list[int] = []
         self._threads: list[threading.Thread] = []
         self._report_bytes = bytearray()
@@ -308,7 +252,7 @@ class Sandbox:
             fifos[name] = fd
         report_read, report_write = os.pipe()
         self._fds.append(report_read)
-        config = {"assignment": self.assignment, "report_fd": report_write,
+        config = {"assignment": self.assignment, "report_fd": report_write, "warm_up": self.settings.warm_up,
                   "cell_timeout": self.settings.cell_timeout, "submission_timeout": self.settings.submission_timeout,
                   "max_output_bytes": self.settings.max_output_bytes,
                   "limits": {"memory_mb": self.settings.memory_mb, "file_mb": self.settings.file_mb,
@@ -316,6 +260,7 @@ class Sandbox:
                              "processes": self.settings.processes if self.settings.use_bwrap else None,
                              "memory_kind": "data" if self.settings.use_bwrap and gpu_devices() else "as"}}
         pass_fds = [report_write]
+        environment = self._environment(self.settings.threads)
         if self.settings.use_bwrap:
             config.update(release_dir=f"{SANDBOX_ROOT}/release", submission_dir=f"{SANDBOX_ROOT}/submission",
                           channel_dir=f"{SANDBOX_ROOT}/channel", work_dir=f"{SANDBOX_ROOT}/work",
@@ -326,10 +271,15 @@ class Sandbox:
             arguments = self._bwrap_arguments(channel_dir)
             os.write(arguments_fd, b"".join(argument.encode() + b"\0" for argument in arguments))
             os.lseek(arguments_fd, 0, os.SEEK_SET)
-            self._fds.append(arguments_fd)
-            pass_fds.append(arguments_fd)
-            command = [bwrap_path() or "bwrap", "--args", str(arguments_fd), "--",
+            filter_fd = confinement.seccomp_fd()  # installed by bwrap right before it starts the driver
+            self._fds += [arguments_fd, filter_fd]
+            pass_fds += [arguments_fd, filter_fd]
+            command = [bwrap_path() or "bwrap", "--args", str(arguments_fd), "--seccomp", str(filter_fd), "--",
                        sys.executable, "-I", str(_DRIVER), json.dumps(config)]
+            self.cgroup = confinement.SubmissionCgroup.create(self.settings.memory_mb << 20, self.settings.processes)
+            if self.cgroup is not None:  # joined before bwrap starts: every process of the sandbox is in it
+                environment["RNN_COURSE_CGROUP_PROCS"] = " ".join(self.cgroup.procs_files)
+                command = ["/bin/sh", "-c", confinement.JOIN_CGROUP, "sh", *command]
         else:
             work = self.box / "work"
             work.mkdir(mode=0o700)
@@ -339,7 +289,7 @@ class Sandbox:
         try:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                pass_fds=pass_fds, start_new_session=True, env=self._environment(self.settings.threads), cwd="/")
+                pass_fds=pass_fds, start_new_session=True, env=environment, cwd="/")
         finally:
             os.close(report_write)
         self.started = time.monotonic()
@@ -349,7 +299,7 @@ class Sandbox:
         self.channel = protocol.Channel(fifos["from_probe"], fifos["to_probe"], blocking=False, alive=self.running)
 
     def _bwrap_arguments(self, channel_dir: Path) -> list[str]:
-        command = ["--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
+        command = ["--die-with-parent", "--new-session", "--unsetenv", "RNN_COURSE_CGROUP_PROCS", "--unshare-net", "--unshare-pid",
                    "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
                    "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         command += bwrap_mounts(self.hidden, self.bind_back + [str(_DRIVER.parent.parent)], self.secrets,
@@ -505,6 +455,8 @@ class Sandbox:
             except (protocol.ProtocolError, subprocess.TimeoutExpired):
                 pass
         self.kill(at_deadline=self.running() and time.monotonic() >= self.deadline)
+        if self.cgroup is not None:
+            self.oom_kills = self.cgroup.oom_kills()
         for thread in self._threads:
             thread.join(timeout=5.0)
         try:
@@ -531,8 +483,12 @@ class Sandbox:
 
     def close(self) -> None:
         self.kill()
+        if self.cgroup is not None:
+            self.oom_kills = max(self.oom_kills, self.cgroup.oom_kills())
+            self.cgroup.remove()  # kills whatever is left in it first
+            self.cgroup = None
         if self.uid is not None and self.settings.use_bwrap:
-            wait_until_no_processes(self.uid, timeout=10.0)
+            confinement.kill_processes_of(self.uid)
         for fd in self._fds:
             try:
                 os.close(fd)

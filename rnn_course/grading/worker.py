@@ -1,7 +1,7 @@
 """A grading worker: one submission at a time, in its own sandbox; returns a row to the main process.
 
-Each worker process (one per core) reads the source notebook's tests once, leases its own sandbox uid,
-and for each submission: copies the files into a fresh folder, starts the sandbox, waits for the probe,
+Each worker process (one per core) reads the source notebook's tests once, and for each submission
+(which comes with a uid of its own, leased by the main process): copies the files into a fresh folder, starts the sandbox, waits for the probe,
 runs the tests (:mod:`.runner`), collects the sandbox's report and decides the status. It writes
 nothing outside its scratch folder: the row goes back to the main process.
 """
@@ -21,14 +21,14 @@ from . import report, skip_slow_imports
 skip_slow_imports()  # before runner imports nbformat (a spawned worker imports this module first)
 
 from .runner import PartResult, TestOutcome, TestPlan, install_reference_recorder, run_tests  # noqa: E402
-from .sandbox import Sandbox, SandboxEnded, SandboxSettings, SandboxTimeout, UidLease  # noqa: E402
+from .sandbox import Sandbox, SandboxEnded, SandboxSettings, SandboxTimeout  # noqa: E402
 
 _STATE: dict = {}
 
 
 def init_worker(use_bwrap: bool) -> None:
-    """Runs once in each worker process, while the main process prepares the run: the slow imports, and
-    this worker's own sandbox uid."""
+    """Runs once in each worker process, while the main process prepares the run: the slow imports (and,
+    for sandboxes, the system-call filter, compiled once)."""
     import nbformat  # noqa: F401
     import torch
     import torch._dynamo  # noqa: F401 (imported by the first meta-device test otherwise: 2 s inside a test's time)
@@ -37,10 +37,9 @@ def init_worker(use_bwrap: bool) -> None:
     install_reference_recorder()
     _STATE.clear()
     if use_bwrap:
-        _STATE["lease"] = UidLease()  # held (locked) as long as this worker lives
-        _STATE["uid"] = _STATE["lease"].uid
-    else:
-        _STATE["uid"] = None
+        from .confinement import seccomp_program
+
+        seccomp_program()
 
 
 def _configure(config: dict) -> None:
@@ -65,7 +64,7 @@ def grade_submission(config: dict, job: dict) -> dict:
         ready_error: BaseException | None = None
         outcome: TestOutcome | None = None
         with Sandbox(settings=settings, box=box, release_dir=Path(_STATE["release_dir"]), submission_dir=files,
-                     assignment=_STATE["assignment"], uid=_STATE["uid"], hidden=_STATE["hidden"],
+                     assignment=_STATE["assignment"], uid=job.get("uid"), hidden=_STATE["hidden"],
                      bind_back=_STATE["bind_back"], secrets=_STATE["secrets"]) as sandbox:
             times = [time.monotonic()]
             cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -81,6 +80,7 @@ def grade_submission(config: dict, job: dict) -> dict:
             sandbox_report = sandbox.finish()
             times.append(time.monotonic())
             killed_at_deadline = sandbox.killed_at_deadline
+            sandbox_report["cgroup_oom_kills"] = sandbox.oom_kills  # the grader's own reading of the cgroup
             log = _log(sandbox_report, sandbox.stderr_tail, times)
             cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu_seconds = cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
@@ -119,7 +119,8 @@ def decide(job: dict, plan: TestPlan, settings: SandboxSettings, outcome: TestOu
     sandbox's (advisory) report. Statuses in priority order: the worst thing that happened wins."""
     errors = " ".join(str(error) for error in sandbox_report.get("errors", []))
     dead_kernel = bool(sandbox_report.get("dead_kernel")) or "DeadKernelError" in errors or "Kernel died" in errors
-    memory = bool(sandbox_report.get("memory_errors")) or bool(outcome and outcome.memory_error)
+    cgroup_oom = bool(sandbox_report.get("cgroup_oom_kills"))  # set by the grader, not the sandbox
+    memory = cgroup_oom or bool(sandbox_report.get("memory_errors")) or bool(outcome and outcome.memory_error)
     cell_timeouts = bool(sandbox_report.get("timeouts")) or bool(outcome and outcome.call_timed_out)
     submission_timeout = (killed_at_deadline or isinstance(ready_error, SandboxTimeout)
                           or bool(outcome and outcome.submission_timed_out))
@@ -152,7 +153,9 @@ def decide(job: dict, plan: TestPlan, settings: SandboxSettings, outcome: TestOu
         status, message = report.KERNEL_DIED, (
             "the notebook's run stopped before the grader could call its functions (see the grading log)")
     elif memory:
-        status, message = report.OUT_OF_MEMORY, f"the notebook hit the memory limit of {settings.memory_mb} MiB"
+        status, message = report.OUT_OF_MEMORY, (
+            f"the submission's processes together hit the memory limit of {settings.memory_mb} MiB" if cgroup_oom
+            else f"the notebook hit the memory limit of {settings.memory_mb} MiB")
     elif cell_timeouts:
         status, message = report.TIMED_OUT_CELL, (
             f"a cell or a test ran out of the {settings.cell_timeout:g} s it may take; that part scores 0")

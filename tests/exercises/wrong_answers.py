@@ -178,7 +178,7 @@ def rnn_backward(dh, x, hs, W_x, W_h):
 def clip_by_value(gradients, clip_value):
     """Clamp every entry of every tensor in the tuple `gradients` into [-clip_value, clip_value]; returns a tuple of new tensors."""
     return tuple(g.clamp_(-clip_value, clip_value) for g in gradients)  # clamp_ works in place, on the caller's tensors
-''', {"test_clip_by_value"}, 'clip_by_value modified its input in place'),
+''', {"test_clip_by_value"}, 'in place'),
     _wrong("clip-each-tensor", CH04, "clip_by_norm", '''
 def clip_by_norm(gradients, max_norm):
     """Rescale the tuple `gradients` together so that their global norm is at most max_norm; returns a tuple of new tensors."""

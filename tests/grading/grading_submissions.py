@@ -95,9 +95,7 @@ def memory_cell_step(x_t, h_prev, W_x, W_h, b):
     sys.exit(0)
 '''
 
-MEMORY_HOG = '''hoard = []
-for _ in range(64):
-    hoard.append(bytearray(1 << 30))  # 64 GiB, one GiB at a time
+MEMORY_HOG = '''hoard = bytearray(64 << 30)  # 64 GiB at once: past the limit at once, however busy the machine
 '''
 
 FORK_BOMB = '''import subprocess

@@ -24,9 +24,9 @@ from grading_course import ROOT, gradebook_scores, make_course, require_sandbox
 from grading_submissions import (ASSIGNMENT, NOTEBOOK, OTHER_STUDENT_MARKER, catalogue,
                                  write_submissions)
 
-from rnn_course.grading import report
+from rnn_course.grading import confinement, report
 from rnn_course.grading.command import GradeOptions, grade
-from rnn_course.grading.sandbox import UID_BASE, processes_of
+from rnn_course.grading.sandbox import UID_BASE
 
 
 def checksums(folder: Path) -> dict[str, str]:
@@ -180,9 +180,10 @@ def test_the_gradebook_holds_exactly_the_table(suite):
     assert stored == expected
 
 
-def test_no_process_of_a_sandbox_is_left(suite):
-    leftovers = {uid: processes_of(uid) for uid in range(UID_BASE, UID_BASE + 16) if processes_of(uid)}
-    assert leftovers == {}
+def test_no_process_of_a_sandbox_is_left_nor_anything_else_of_its_uid(suite):
+    uids = set(suite["summary"].uids.values())
+    assert len(uids) == len(suite["summary"].uids) > 20  # one uid per graded submission
+    assert confinement.traces_on_host(uids) == {}
 
 
 def test_every_status_is_a_known_one(suite):

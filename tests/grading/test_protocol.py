@@ -184,3 +184,39 @@ def test_exceptions_cross_as_type_and_message():
             raise RuntimeError("no message for you")
 
     assert "could not be read" in protocol.describe_exception(Nasty())["message"]
+
+
+@pytest.mark.parametrize("levels", [protocol.MAX_DEPTH + 20, 200_000])
+def test_a_deeply_nested_header_is_refused_before_it_is_parsed(levels):
+    header = b'{"kind":"result","body":' + b"[" * levels + b"]" * levels + b',"blobs":[]}'
+    grader, probe, fds = pipe_channels(max_bytes=4 << 20)
+    try:
+        os.write(fds[3], protocol.MAGIC + struct.pack(">I", len(header)))
+        writer = __import__("threading").Thread(target=os.write, args=(fds[3], header))
+        writer.start()
+        with pytest.raises(protocol.ProtocolError, match="nested"):
+            grader.receive(deadline=time.monotonic() + 10)
+        writer.join()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_json_depth_counts_brackets_outside_strings_only():
+    assert protocol.json_depth(b'{"a": [[1], {"b": [2]}]}') == 4  # counted by hand
+    text = b'{"kind": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"[[[[", "body": [[]]}'
+    assert protocol.json_depth(text) == 3
+    assert json.loads(text)["kind"].count("[") == 46  # the brackets really were inside a string
+
+
+def test_payload_bytes_counts_without_copying_and_stops_past_the_limit():
+    huge = torch.zeros(1).expand(1 << 28)  # 1 GiB of float32 as an expanded view: no memory behind it
+    assert protocol.payload_bytes(huge, limit=1 << 40) == 1 << 30
+    assert protocol.payload_bytes([torch.ones(4, dtype=torch.float64), {"k": b"xyz"}, "ab"], 1 << 20) == 32 + 1 + 3 + 2
+    assert protocol.payload_bytes([huge, huge], limit=10) > 10
+
+
+def test_a_shape_with_too_many_elements_is_refused_even_on_the_meta_device():
+    data = {"__tensor__": {"dtype": "float32", "shape": [1 << 20, 1 << 20], "device": "meta"}, "ref": 0}
+    with pytest.raises(protocol.ProtocolError, match="elements"):
+        protocol.Decoder([]).decode(data)
