@@ -244,7 +244,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cell-timeout", type=float, default=30.0, help="seconds per cell and per test (30)")
     parser.add_argument("--submission-timeout", type=float, default=300.0,
                         help="seconds per submission, all included (300)")
-    parser.add_argument("--memory", type=int, default=4096, help="MiB of address space per sandboxed process (4096)")
+    parser.add_argument("--memory", type=int, default=4096, help="MiB per submission (all its processes together) and per process (4096)")
     parser.add_argument("--course-root", type=Path, default=Path("."),
                         help="the course folder, holding solutions/, exercises/ and gradebook.db (default: .)")
 
