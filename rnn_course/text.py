@@ -62,7 +62,9 @@ def load_play(title: str) -> str:
 def load_shakespeare(titles: Sequence[str] = tuple(PLAYS)) -> str:
     """The chosen plays joined into one text, in the order given (by default all five)."""
     if isinstance(titles, str) or len(titles) == 0:
-        raise ValueError(f"titles must be a non-empty list of play titles, got {titles!r}")
+        raise ValueError(
+            f"titles must be a non-empty list of play titles, got {titles!r}"
+        )
     return PLAY_SEPARATOR.join(load_play(title) for title in titles)
 
 
@@ -83,7 +85,9 @@ class Vocabulary:
             symbols.append(unknown)
         for symbol in symbols:
             if not isinstance(symbol, str) or len(symbol) != 1:
-                raise ValueError(f"every symbol must be a single character, got {symbol!r}")
+                raise ValueError(
+                    f"every symbol must be a single character, got {symbol!r}"
+                )
         if len(set(symbols)) != len(symbols):
             repeated = sorted({s for s in symbols if symbols.count(s) > 1})
             raise ValueError(f"symbols must be unique, these repeat: {repeated}")
@@ -122,7 +126,8 @@ class Vocabulary:
                     f"character {character!r} at position {position} is not in the "
                     f"vocabulary of {len(self)} characters; build the vocabulary from a "
                     "text that contains it, or give Vocabulary(..., unknown=...) a symbol "
-                    "for characters it has never seen")
+                    "for characters it has never seen"
+                )
             ids.append(i)
         return torch.tensor(ids, dtype=torch.int64)
 
@@ -130,8 +135,10 @@ class Vocabulary:
         """ids (a 1-D integer tensor or a list of ints) -> the text they spell."""
         ids = torch.as_tensor(ids)
         if ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
-            raise ValueError(f"decode expects a 1-D tensor of integer ids, got "
-                             f"{ids.dtype} of shape {tuple(ids.shape)}")
+            raise ValueError(
+                f"decode expects a 1-D tensor of integer ids, got "
+                f"{ids.dtype} of shape {tuple(ids.shape)}"
+            )
         values = ids.tolist()
         bad = [i for i in values if not 0 <= i < len(self)]
         if bad:
@@ -142,12 +149,18 @@ class Vocabulary:
 def require_ids(ids, name: str = "ids", ndim: int = 1) -> torch.Tensor:
     """Check a tensor of character ids: int64 with ``ndim`` dimensions."""
     if not isinstance(ids, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of int64 ids, got {type(ids).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of int64 ids, got {type(ids).__name__}"
+        )
     if ids.dtype != torch.int64:
-        raise TypeError(f"{name} must hold int64 ids (what Vocabulary.encode returns), "
-                        f"got {ids.dtype}")
+        raise TypeError(
+            f"{name} must hold int64 ids (what Vocabulary.encode returns), "
+            f"got {ids.dtype}"
+        )
     if ids.dim() != ndim:
-        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(ids.shape)}")
+        raise ValueError(
+            f"{name} must have {ndim} dimension(s), got shape {tuple(ids.shape)}"
+        )
     return ids
 
 
@@ -160,8 +173,9 @@ def one_hot(ids: torch.Tensor, vocab_size: int, dtype=torch.float32) -> torch.Te
 # --- splits, windows and streams -------------------------------------------------------------
 
 
-def split_by_position(length: int, train_fraction: float = 0.8,
-                      validation_fraction: float = 0.1) -> TimeSplit:
+def split_by_position(
+    length: int, train_fraction: float = 0.8, validation_fraction: float = 0.1
+) -> TimeSplit:
     """Consecutive train / validation / test slices of a text of ``length`` characters.
 
     Chapter 1's split by time, on positions: no character is in two parts, and the model is
@@ -182,11 +196,13 @@ def next_character_windows(ids: torch.Tensor, seq_len: int):
     require_positive_int(seq_len, "seq_len")
     num_windows = (ids.shape[0] - 1) // seq_len
     if num_windows < 1:
-        raise ValueError(f"a window of {seq_len} characters plus its next-character target "
-                         f"needs at least {seq_len + 1} ids, got {ids.shape[0]}")
+        raise ValueError(
+            f"a window of {seq_len} characters plus its next-character target "
+            f"needs at least {seq_len + 1} ids, got {ids.shape[0]}"
+        )
     used = num_windows * seq_len
     inputs = ids[:used].reshape(num_windows, seq_len).T  # (seq_len, N)
-    targets = ids[1:used + 1].reshape(num_windows, seq_len).T  # (seq_len, N)
+    targets = ids[1 : used + 1].reshape(num_windows, seq_len).T  # (seq_len, N)
     return inputs.contiguous(), targets.contiguous()
 
 
@@ -200,14 +216,17 @@ def make_text_streams(ids: torch.Tensor, num_streams: int) -> torch.Tensor:
     require_positive_int(num_streams, "num_streams")
     stream_length = ids.shape[0] // num_streams
     if stream_length < 2:
-        raise ValueError(f"{ids.shape[0]} ids cut into {num_streams} streams leave fewer "
-                         "than 2 characters per stream")
-    used = ids[:stream_length * num_streams]
+        raise ValueError(
+            f"{ids.shape[0]} ids cut into {num_streams} streams leave fewer "
+            "than 2 characters per stream"
+        )
+    used = ids[: stream_length * num_streams]
     return used.reshape(num_streams, stream_length).T.contiguous()  # (L, num_streams)
 
 
-def stream_batches(streams: torch.Tensor, seq_len: int) -> Iterator[tuple[torch.Tensor,
-                                                                         torch.Tensor]]:
+def stream_batches(
+    streams: torch.Tensor, seq_len: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Consecutive chunks of streams (L, S): yields ``(inputs, targets)``, each (chunk, S).
 
     Chunk ``k`` covers steps ``k·seq_len …`` of every stream, so chunk k+1 continues chunk k
@@ -216,17 +235,20 @@ def stream_batches(streams: torch.Tensor, seq_len: int) -> Iterator[tuple[torch.
     require_ids(streams, "streams", ndim=2)
     require_positive_int(seq_len, "seq_len")
     if streams.shape[0] < 2:
-        raise ValueError("streams need at least 2 steps: an input and its next character")
+        raise ValueError(
+            "streams need at least 2 steps: an input and its next character"
+        )
     for start in range(0, streams.shape[0] - 1, seq_len):
         stop = min(start + seq_len, streams.shape[0] - 1)
-        yield streams[start:stop], streams[start + 1:stop + 1]  # (chunk, S) each
+        yield streams[start:stop], streams[start + 1 : stop + 1]  # (chunk, S) each
 
 
 # --- counting baselines ----------------------------------------------------------------------
 
 
-def unigram_log_probs(ids: torch.Tensor, vocab_size: int,
-                      smoothing: float = 1.0) -> torch.Tensor:
+def unigram_log_probs(
+    ids: torch.Tensor, vocab_size: int, smoothing: float = 1.0
+) -> torch.Tensor:
     """log P(c) from character counts, add-``smoothing`` (Laplace): (vocab_size,) float64."""
     require_ids(ids)
     require_positive_int(vocab_size, "vocab_size")
@@ -234,15 +256,18 @@ def unigram_log_probs(ids: torch.Tensor, vocab_size: int,
     return (counts / counts.sum()).log()
 
 
-def bigram_log_probs(ids: torch.Tensor, vocab_size: int,
-                     smoothing: float = 1.0) -> torch.Tensor:
+def bigram_log_probs(
+    ids: torch.Tensor, vocab_size: int, smoothing: float = 1.0
+) -> torch.Tensor:
     """log P(next | previous) from pair counts: (vocab_size, vocab_size) float64, row = previous.
 
     Add-``smoothing`` counts keep a pair never seen in training at a small, finite probability.
     """
     require_ids(ids)
     require_positive_int(vocab_size, "vocab_size")
-    pairs = ids[:-1] * vocab_size + ids[1:]  # (length - 1,): one number per (previous, next)
+    pairs = (
+        ids[:-1] * vocab_size + ids[1:]
+    )  # (length - 1,): one number per (previous, next)
     counts = torch.bincount(pairs, minlength=vocab_size * vocab_size).double()
     counts = counts.reshape(vocab_size, vocab_size) + smoothing  # (V, V)
     return (counts / counts.sum(dim=1, keepdim=True)).log()
@@ -270,13 +295,26 @@ class CharRNN(nn.Module):
     one-hot vector times a matrix, done by looking up a row.
     """
 
-    def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int,
-                 num_layers: int = 1):
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+    ):
         super().__init__()
-        for value, name in ((vocab_size, "vocab_size"), (embedding_size, "embedding_size"),
-                            (hidden_size, "hidden_size"), (num_layers, "num_layers")):
+        for value, name in (
+            (vocab_size, "vocab_size"),
+            (embedding_size, "embedding_size"),
+            (hidden_size, "hidden_size"),
+            (num_layers, "num_layers"),
+        ):
             require_positive_int(value, name)
-        self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
+        self.vocab_size, self.hidden_size, self.num_layers = (
+            vocab_size,
+            hidden_size,
+            num_layers,
+        )
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.rnn = nn.RNN(embedding_size, hidden_size, num_layers)
         self.head = nn.Linear(hidden_size, vocab_size)
@@ -284,20 +322,27 @@ class CharRNN(nn.Module):
     def forward(self, ids: torch.Tensor, h0: torch.Tensor | None = None):
         require_ids(ids, "ids", ndim=2)
         if ids.numel() > 0 and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(f"ids must lie in [0, {self.vocab_size}), got values from "
-                             f"{ids.min().item()} to {ids.max().item()}")
+            raise ValueError(
+                f"ids must lie in [0, {self.vocab_size}), got values from "
+                f"{ids.min().item()} to {ids.max().item()}"
+            )
         if h0 is not None:
             expected = (self.num_layers, ids.shape[1], self.hidden_size)
             if tuple(h0.shape) != expected:
-                raise ValueError(f"h0 must be (num_layers, batch, hidden_size) = {expected}, "
-                                 f"got {tuple(h0.shape)}")
+                raise ValueError(
+                    f"h0 must be (num_layers, batch, hidden_size) = {expected}, "
+                    f"got {tuple(h0.shape)}"
+                )
         x = self.embedding(ids)  # (seq_len, batch, embedding)
-        output, h_n = self.rnn(x, h0)  # (seq_len, batch, hidden), (layers, batch, hidden)
+        output, h_n = self.rnn(
+            x, h0
+        )  # (seq_len, batch, hidden), (layers, batch, hidden)
         return self.head(output), h_n  # (seq_len, batch, vocab)
 
 
-def sequence_loss(logits: torch.Tensor, targets: torch.Tensor,
-                  reduction: str = "mean") -> torch.Tensor:
+def sequence_loss(
+    logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
     """Cross-entropy at every step: logits (seq, batch, V), targets (seq, batch) ids.
 
     The logits go in, not probabilities: cross-entropy applies the log-softmax itself.
@@ -306,15 +351,25 @@ def sequence_loss(logits: torch.Tensor, targets: torch.Tensor,
     require_tensor(logits, "logits", ndim=3, shape_hint="(seq_len, batch, vocab_size)")
     require_ids(targets, "targets", ndim=2)
     if tuple(targets.shape) != tuple(logits.shape[:2]):
-        raise ValueError(f"targets {tuple(targets.shape)} must be (seq_len, batch) = "
-                         f"{tuple(logits.shape[:2])} to match logits {tuple(logits.shape)}")
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                       targets.reshape(-1), reduction=reduction)
+        raise ValueError(
+            f"targets {tuple(targets.shape)} must be (seq_len, batch) = "
+            f"{tuple(logits.shape[:2])} to match logits {tuple(logits.shape)}"
+        )
+    return nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction=reduction
+    )
 
 
-def train_on_streams(model: CharRNN, streams: torch.Tensor, seq_len: int, epochs: int = 1,
-                     learning_rate: float = 0.003, max_grad_norm: float | None = 1.0,
-                     carry_state: bool = True, progress: bool = True) -> list[float]:
+def train_on_streams(
+    model: CharRNN,
+    streams: torch.Tensor,
+    seq_len: int,
+    epochs: int = 1,
+    learning_rate: float = 0.003,
+    max_grad_norm: float | None = 1.0,
+    carry_state: bool = True,
+    progress: bool = True,
+) -> list[float]:
     """Truncated BPTT over streams (L, S): one Adam step per chunk; returns each chunk's loss.
 
     With ``carry_state`` each chunk starts from the previous chunk's final state, detached
@@ -327,8 +382,13 @@ def train_on_streams(model: CharRNN, streams: torch.Tensor, seq_len: int, epochs
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     losses = []
     num_chunks = math.ceil((streams.shape[0] - 1) / seq_len) * epochs
-    bar = tqdm(total=num_chunks, desc="training", unit="chunk", disable=not progress,
-               mininterval=1.0)
+    bar = tqdm(
+        total=num_chunks,
+        desc="training",
+        unit="chunk",
+        disable=not progress,
+        mininterval=1.0,
+    )
     model.train()
     for _ in range(epochs):
         h = None
@@ -384,8 +444,14 @@ def entropy_nats(probabilities: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(model: CharRNN, vocabulary: Vocabulary, prompt: str, length: int,
-           temperature: float = 1.0, generator: torch.Generator | None = None) -> str:
+def sample(
+    model: CharRNN,
+    vocabulary: Vocabulary,
+    prompt: str,
+    length: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> str:
     """Read ``prompt``, then write ``length`` characters, one at a time (free running).
 
     Each character is drawn with ``torch.multinomial`` from softmax(logits / temperature),
@@ -404,5 +470,7 @@ def sample(model: CharRNN, vocabulary: Vocabulary, prompt: str, length: int,
         p = temperature_probabilities(logits[-1, 0].double().cpu(), temperature)  # (V,)
         next_id = torch.multinomial(p, 1, generator=generator)  # (1,)
         written.append(next_id.item())
-        logits, h = model(next_id.to(device).view(1, 1), h)  # one step, from the carried h
+        logits, h = model(
+            next_id.to(device).view(1, 1), h
+        )  # one step, from the carried h
     return vocabulary.decode(written)
