@@ -2,25 +2,29 @@
 
 The pieces, in the order chapter 7 uses them:
 
-1. :func:`load_shakespeare` reads five plays shipped inside the package (``data/*_gut.txt``,
-   Project Gutenberg editions; source and licence in ``data/SOURCE.md``), so the chapter runs
-   offline;
-2. :class:`Vocabulary` gives every character an id, encodes text to ids and decodes ids back;
-   a character outside the vocabulary is a clear error, or, if asked, an explicit unknown symbol;
-3. :func:`split_by_position` cuts the text into train / validation / test parts, in order;
-4. :func:`next_character_windows` cuts (sequence, batch) windows whose targets are the inputs
-   shifted by one character; :func:`make_text_streams` and :func:`stream_batches` cut a text
-   into side-by-side streams read in consecutive chunks, so a hidden state can be carried from
-   one chunk to the next (chapter 6's stateful training, on characters);
+1. :func:`load_shakespeare` reads five plays shipped inside the package
+   (``data/*_gut.txt``, Project Gutenberg editions; source and licence in
+   ``data/SOURCE.md``), so the chapter runs offline;
+2. :class:`Vocabulary` gives every character an id, encodes text to ids and decodes ids
+   back; a character outside the vocabulary is a clear error, or, if asked, an explicit
+   unknown symbol;
+3. :func:`split_by_position` cuts the text into train / validation / test parts, in
+   order;
+4. :func:`next_character_windows` cuts (sequence, batch) windows whose targets are the
+   inputs shifted by one character; :func:`make_text_streams` and :func:`stream_batches`
+   cut a text into side-by-side streams read in consecutive chunks, so a hidden state
+   can be carried from one chunk to the next (chapter 6's stateful training, on
+   characters);
 5. :func:`unigram_log_probs` and :func:`bigram_log_probs`: the counting baselines;
-6. :class:`CharRNN`, :func:`sequence_loss`, :func:`train_on_streams`, :func:`stream_nats`: an
-   embedding, ``nn.RNN`` and a read-out to one score per character, the cross-entropy at every
-   step, truncated BPTT over the streams, and nats per character over a carried state;
+6. :class:`CharRNN`, :func:`sequence_loss`, :func:`train_on_streams`,
+   :func:`stream_nats`: an embedding, ``nn.RNN`` and a read-out to one score per
+   character, the cross-entropy at every step, truncated BPTT over the streams, and nats
+   per character over a carried state;
 7. :func:`temperature_probabilities`, :func:`entropy_nats`, :func:`sample`: sampling one
    character at a time, with temperature, from a seeded generator.
 
-Shapes follow ``nn.RNN``: ids are (seq_len, batch) int64, logits (seq_len, batch, vocab_size),
-hidden states (num_layers, batch, hidden_size).
+Shapes follow ``nn.RNN``: ids are (seq_len, batch) int64, logits (seq_len, batch,
+vocab_size), hidden states (num_layers, batch, hidden_size).
 """
 
 from __future__ import annotations
@@ -43,12 +47,12 @@ PLAYS = {
     "Julius Caesar": "julius_caesar_gut.txt",
     "Othello": "othello_gut.txt",
 }
-"""The shipped plays, in the order :func:`load_shakespeare` joins them: title -> file name."""
+"""The shipped plays, title -> file name, in the order load_shakespeare joins them."""
 
 PLAY_SEPARATOR = "\n\n\n"
 
 
-# --- the text --------------------------------------------------------------------------------
+# --- the text -------------------------------------------------------------------------
 
 
 def load_play(title: str) -> str:
@@ -60,7 +64,7 @@ def load_play(title: str) -> str:
 
 
 def load_shakespeare(titles: Sequence[str] = tuple(PLAYS)) -> str:
-    """The chosen plays joined into one text, in the order given (by default all five)."""
+    """The chosen plays joined into one text, in the order given (default: all five)."""
     if isinstance(titles, str) or len(titles) == 0:
         raise ValueError(
             f"titles must be a non-empty list of play titles, got {titles!r}"
@@ -68,15 +72,15 @@ def load_shakespeare(titles: Sequence[str] = tuple(PLAYS)) -> str:
     return PLAY_SEPARATOR.join(load_play(title) for title in titles)
 
 
-# --- characters and ids ----------------------------------------------------------------------
+# --- characters and ids ---------------------------------------------------------------
 
 
 class Vocabulary:
-    """The characters a model reads and writes, each with an id: ``symbols[id]`` (chapter 7).
+    """The characters a model reads and writes, with ids: ``symbols[id]`` (chapter 7).
 
-    ``unknown``: a symbol that stands for every character outside the vocabulary (it is added
-    as the last symbol if it is not there yet). Without it, encoding such a character raises
-    a ``ValueError`` that names it and its position.
+    ``unknown``: a symbol that stands for every character outside the vocabulary (it is
+    added as the last symbol if it is not there yet). Without it, encoding such a
+    character raises a ``ValueError`` that names it and its position.
     """
 
     def __init__(self, symbols: Sequence[str], unknown: str | None = None):
@@ -99,7 +103,7 @@ class Vocabulary:
 
     @classmethod
     def from_text(cls, text: str, unknown: str | None = None) -> Vocabulary:
-        """Every distinct character of ``text``, sorted by code point (ids are reproducible)."""
+        """Every distinct character of ``text``, sorted by code point."""
         if not isinstance(text, str) or not text:
             raise ValueError("from_text needs a non-empty string")
         return cls(sorted(set(text)), unknown=unknown)
@@ -124,9 +128,9 @@ class Vocabulary:
             if i is None:
                 raise ValueError(
                     f"character {character!r} at position {position} is not in the "
-                    f"vocabulary of {len(self)} characters; build the vocabulary from a "
-                    "text that contains it, or give Vocabulary(..., unknown=...) a symbol "
-                    "for characters it has never seen"
+                    f"vocabulary of {len(self)} characters; build the vocabulary "
+                    "from a text that contains it, or give Vocabulary(..., "
+                    "unknown=...) a symbol for characters it has never seen"
                 )
             ids.append(i)
         return torch.tensor(ids, dtype=torch.int64)
@@ -170,7 +174,7 @@ def one_hot(ids: torch.Tensor, vocab_size: int, dtype=torch.float32) -> torch.Te
     return nn.functional.one_hot(ids, vocab_size).to(dtype)
 
 
-# --- splits, windows and streams -------------------------------------------------------------
+# --- splits, windows and streams ------------------------------------------------------
 
 
 def split_by_position(
@@ -178,19 +182,20 @@ def split_by_position(
 ) -> TimeSplit:
     """Consecutive train / validation / test slices of a text of ``length`` characters.
 
-    Chapter 1's split by time, on positions: no character is in two parts, and the model is
-    measured on text that comes after everything it trained on.
+    Chapter 1's split by time, on positions: no character is in two parts, and the model
+    is measured on text that comes after everything it trained on.
     """
     require_positive_int(length, "length")
     return split_by_time(length, train_fraction, validation_fraction)
 
 
 def next_character_windows(ids: torch.Tensor, seq_len: int):
-    """Non-overlapping windows with next-character targets: (inputs, targets), each (seq_len, N).
+    """Non-overlapping windows, next-character targets: (inputs, targets), (seq_len, N).
 
-    Window ``j`` reads ``ids[j·seq_len : (j+1)·seq_len]``; its targets are the same positions
-    shifted by one, ``ids[j·seq_len + 1 : (j+1)·seq_len + 1]``: at every step the target is the
-    character that comes next. N = (len(ids) - 1) // seq_len; the leftover end is dropped.
+    Window ``j`` reads ``ids[j·seq_len : (j+1)·seq_len]``; its targets are the same
+    positions shifted by one, ``ids[j·seq_len + 1 : (j+1)·seq_len + 1]``: at every step
+    the target is the character that comes next. N = (len(ids) - 1) // seq_len; the
+    leftover end is dropped.
     """
     require_ids(ids)
     require_positive_int(seq_len, "seq_len")
@@ -207,10 +212,11 @@ def next_character_windows(ids: torch.Tensor, seq_len: int):
 
 
 def make_text_streams(ids: torch.Tensor, num_streams: int) -> torch.Tensor:
-    """Cut ids (length,) into ``num_streams`` consecutive pieces side by side: (L, num_streams).
+    """Cut ids (length,) into ``num_streams`` pieces side by side: (L, num_streams).
 
-    Column ``j`` holds ``ids[j·L : (j+1)·L]`` with L = length // num_streams (the leftover end
-    is dropped): read down a column, the text goes on, so a state can be carried down it.
+    Column ``j`` holds ``ids[j·L : (j+1)·L]`` with L = length // num_streams (the
+    leftover end is dropped): read down a column, the text goes on, so a state can be
+    carried down it.
     """
     require_ids(ids)
     require_positive_int(num_streams, "num_streams")
@@ -227,10 +233,11 @@ def make_text_streams(ids: torch.Tensor, num_streams: int) -> torch.Tensor:
 def stream_batches(
     streams: torch.Tensor, seq_len: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Consecutive chunks of streams (L, S): yields ``(inputs, targets)``, each (chunk, S).
+    """Consecutive chunks of streams (L, S): yields ``(inputs, targets)``, (chunk, S).
 
-    Chunk ``k`` covers steps ``k·seq_len …`` of every stream, so chunk k+1 continues chunk k
-    in each column; targets are the inputs shifted by one step. The last chunk may be shorter.
+    Chunk ``k`` covers steps ``k·seq_len …`` of every stream, so chunk k+1 continues
+    chunk k in each column; targets are the inputs shifted by one step. The last chunk
+    may be shorter.
     """
     require_ids(streams, "streams", ndim=2)
     require_positive_int(seq_len, "seq_len")
@@ -243,13 +250,13 @@ def stream_batches(
         yield streams[start:stop], streams[start + 1 : stop + 1]  # (chunk, S) each
 
 
-# --- counting baselines ----------------------------------------------------------------------
+# --- counting baselines ---------------------------------------------------------------
 
 
 def unigram_log_probs(
     ids: torch.Tensor, vocab_size: int, smoothing: float = 1.0
 ) -> torch.Tensor:
-    """log P(c) from character counts, add-``smoothing`` (Laplace): (vocab_size,) float64."""
+    """log P(c) from character counts plus ``smoothing`` (Laplace): (V,) float64."""
     require_ids(ids)
     require_positive_int(vocab_size, "vocab_size")
     counts = torch.bincount(ids, minlength=vocab_size).double() + smoothing  # (V,)
@@ -259,9 +266,10 @@ def unigram_log_probs(
 def bigram_log_probs(
     ids: torch.Tensor, vocab_size: int, smoothing: float = 1.0
 ) -> torch.Tensor:
-    """log P(next | previous) from pair counts: (vocab_size, vocab_size) float64, row = previous.
+    """log P(next | previous) from pair counts: (V, V) float64, one row per previous.
 
-    Add-``smoothing`` counts keep a pair never seen in training at a small, finite probability.
+    Add-``smoothing`` counts keep a pair never seen in training at a small, finite
+    probability.
     """
     require_ids(ids)
     require_positive_int(vocab_size, "vocab_size")
@@ -280,19 +288,19 @@ def unigram_nats(log_probs: torch.Tensor, ids: torch.Tensor) -> float:
 
 
 def bigram_nats(log_probs: torch.Tensor, ids: torch.Tensor) -> float:
-    """Mean −log P(next | previous) per predicted character of ``ids`` (the first has none)."""
+    """Mean −log P(next | previous) over ``ids[1:]``, each after its previous character."""
     require_ids(ids)
     return -log_probs[ids[:-1], ids[1:]].mean().item()
 
 
-# --- the model -------------------------------------------------------------------------------
+# --- the model ------------------------------------------------------------------------
 
 
 class CharRNN(nn.Module):
-    """Embedding, ``nn.RNN`` and a read-out to one score (logit) per character (chapter 7).
+    """Embedding, ``nn.RNN`` and a read-out to one score (logit) per character (ch. 7).
 
-    ids (seq_len, batch) -> logits (seq_len, batch, vocab_size) and h_n; the embedding is the
-    one-hot vector times a matrix, done by looking up a row.
+    ids (seq_len, batch) -> logits (seq_len, batch, vocab_size) and h_n; the embedding
+    is the one-hot vector times a matrix, done by looking up a row.
     """
 
     def __init__(
@@ -370,11 +378,11 @@ def train_on_streams(
     carry_state: bool = True,
     progress: bool = True,
 ) -> list[float]:
-    """Truncated BPTT over streams (L, S): one Adam step per chunk; returns each chunk's loss.
+    """Truncated BPTT over streams (L, S), one Adam step per chunk; returns the losses.
 
-    With ``carry_state`` each chunk starts from the previous chunk's final state, detached
-    (the forward pass remembers, the backward pass stops at the chunk boundary); without it,
-    every chunk starts from h₀ = 0.
+    With ``carry_state`` each chunk starts from the previous chunk's final state,
+    detached (the forward pass remembers, the backward pass stops at the chunk
+    boundary); without it, every chunk starts from h₀ = 0.
     """
     require_positive_int(epochs, "epochs")
     device = next(model.parameters()).device
@@ -409,10 +417,10 @@ def train_on_streams(
 
 @torch.no_grad()
 def stream_nats(model: CharRNN, ids: torch.Tensor, seq_len: int = 256) -> float:
-    """Nats per character of ``ids`` (length,), read as one stream with the state carried.
+    """Nats per character of ``ids`` (length,), read as one stream, the state carried.
 
-    The losses of every window are *summed* and divided by the number of predicted characters
-    (length - 1); exp of the result is the perplexity.
+    The losses of every window are *summed* and divided by the number of predicted
+    characters (length - 1); exp of the result is the perplexity.
     """
     require_ids(ids)
     if ids.shape[0] < 2:
@@ -427,7 +435,7 @@ def stream_nats(model: CharRNN, ids: torch.Tensor, seq_len: int = 256) -> float:
     return total / (ids.shape[0] - 1)
 
 
-# --- sampling --------------------------------------------------------------------------------
+# --- sampling -------------------------------------------------------------------------
 
 
 def temperature_probabilities(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -454,9 +462,10 @@ def sample(
 ) -> str:
     """Read ``prompt``, then write ``length`` characters, one at a time (free running).
 
-    Each character is drawn with ``torch.multinomial`` from softmax(logits / temperature),
-    on the CPU with ``generator`` (seeded: the same text every time), and fed back as the next
-    input with the hidden state passed along, as an ``nn.RNNCell`` loop would (chapter 5).
+    Each character is drawn with ``torch.multinomial`` from softmax(logits /
+    temperature), on the CPU with ``generator`` (seeded: the same text every time), and
+    fed back as the next input with the hidden state passed along, as an ``nn.RNNCell``
+    loop would (chapter 5).
     """
     require_positive_int(length, "length")
     if not prompt:

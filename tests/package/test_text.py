@@ -33,7 +33,7 @@ from rnn_course.text import (
     unigram_nats,
 )
 
-# --- the shipped text ------------------------------------------------------------------------
+# --- the shipped text -----------------------------------------------------------------
 
 
 def test_the_five_plays_are_shipped_and_joined_in_order():
@@ -65,7 +65,7 @@ def test_unknown_play_and_bad_titles_are_clear_errors():
         load_shakespeare([])
 
 
-# --- vocabulary ------------------------------------------------------------------------------
+# --- vocabulary -----------------------------------------------------------------------
 
 
 def test_vocabulary_from_text_is_sorted_distinct_characters():
@@ -131,7 +131,7 @@ def test_decode_refuses_bad_ids():
         vocab.encode(["a"])
 
 
-# --- one-hot vectors and embeddings ----------------------------------------------------------
+# --- one-hot vectors and embeddings ---------------------------------------------------
 
 
 def test_embedding_is_one_hot_times_its_weight():
@@ -151,7 +151,7 @@ def test_one_hot_has_a_single_one_at_the_id():
     assert x.dtype == torch.float64
 
 
-# --- splits, windows and streams -------------------------------------------------------------
+# --- splits, windows and streams ------------------------------------------------------
 
 
 def test_split_by_position_is_consecutive_without_overlap():
@@ -213,7 +213,7 @@ def test_stream_batches_continue_each_other():
         list(stream_batches(streams[:1], 3))
 
 
-# --- counting baselines ----------------------------------------------------------------------
+# --- counting baselines ---------------------------------------------------------------
 
 
 def test_unigram_and_bigram_against_hand_counts():
@@ -237,7 +237,7 @@ def test_unseen_pairs_keep_a_finite_probability():
     assert torch.allclose(bigram.exp().sum(dim=1), torch.ones(3, dtype=torch.float64))
 
 
-# --- the model and its loss ------------------------------------------------------------------
+# --- the model and its loss -----------------------------------------------------------
 
 
 def test_sequence_loss_is_the_mean_of_a_hand_written_log_softmax():
@@ -350,7 +350,7 @@ def test_train_on_streams_is_truncated_bptt_with_the_state_carried(carry_state):
     )
 
 
-# --- sampling --------------------------------------------------------------------------------
+# --- sampling -------------------------------------------------------------------------
 
 
 def test_temperature_divides_the_logits_before_the_softmax():
