@@ -288,7 +288,7 @@ def unigram_nats(log_probs: torch.Tensor, ids: torch.Tensor) -> float:
 
 
 def bigram_nats(log_probs: torch.Tensor, ids: torch.Tensor) -> float:
-    """Mean −log P(next | previous) over ``ids[1:]``, each after its previous character."""
+    """Mean −log P(next | previous) over ``ids[1:]``, each given the one before."""
     require_ids(ids)
     return -log_probs[ids[:-1], ids[1:]].mean().item()
 
