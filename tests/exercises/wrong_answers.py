@@ -358,20 +358,20 @@ CH07 = "ch07_text.ipynb"
 WRONG_ANSWERS["ch07_text"] = [
     _wrong("unknown-character-mapped-to-0", CH07, "encode", '''
 def encode(text, symbols):
-    """The ids of the characters of `text` (symbols[id] is the character): (len(text),)."""
+    """The ids of the characters of `text`, symbols[id] being the character: (len,)."""
     index = {symbol: i for i, symbol in enumerate(symbols)}
     return torch.tensor([index.get(c, 0) for c in text], dtype=torch.int64)
 ''', {"test_encode"}, "a character outside the vocabulary must raise a ValueError"),
     _wrong("targets-not-shifted", CH07, "next_character_windows", '''
 def next_character_windows(ids, seq_len):
-    """(inputs, targets), each (seq_len, N): windows of ids, the targets shifted by one."""
+    """(inputs, targets), each (seq_len, N): windows of ids, targets shifted by one."""
     num_windows = (ids.shape[0] - 1) // seq_len
     inputs = ids[: num_windows * seq_len].reshape(num_windows, seq_len).T
     return inputs.contiguous(), inputs.clone()  # the window itself as its target
 ''', {"test_next_character_windows"}, "Likely mistake: targets not shifted"),
     _wrong("softmax-over-the-batch", CH07, "sequence_loss", '''
 def sequence_loss(logits, targets):
-    """Mean cross-entropy over every step: logits (seq, batch, V), targets (seq, batch)."""
+    """Mean cross-entropy of all steps: logits (seq, batch, V), targets (seq, batch)."""
     log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     return -log_probs.gather(-1, targets.unsqueeze(-1)).mean()
 ''', {"test_sequence_loss"}, "Likely mistake: softmax over the wrong dimension (the batch"),
