@@ -374,7 +374,8 @@ def sequence_loss(logits, targets):
     """Mean cross-entropy of all steps: logits (seq, batch, V), targets (seq, batch)."""
     log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     return -log_probs.gather(-1, targets.unsqueeze(-1)).mean()
-''', {"test_sequence_loss"}, "Likely mistake: softmax over the wrong dimension (the batch"),
+''', {"test_sequence_loss"},
+        "Likely mistake: softmax over the wrong dimension (the batch"),
     _wrong("temperature-after-softmax", CH07, "sample_with_temperature", '''
 def sample_with_temperature(logits, temperature, seed):
     """One id per row of logits (batch, V), drawn from softmax(logits / T): (batch,)."""
