@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 # Any change to the package or its data must re-execute the chapters: the execution cache is keyed
 # on code cells only, so a stale cache would keep outputs computed by the old package.
-PACKAGE_FILES := $(shell find rnn_course -name '*.py' -o -name '*.csv' | sort)
+PACKAGE_FILES := $(shell find rnn_course -name '*.py' -o -name '*.csv' -o -name '*.txt' | sort)
 PACKAGE_STAMP := _build/.rnn_course-stamp
 
 .PHONY: book test test-package outputs exercises grade clean

@@ -6,7 +6,8 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PACKAGE_FILES = ["rnn_course/cell.py", "rnn_course/bptt.py", "rnn_course/data/seattle-weather.csv"]
+PACKAGE_FILES = ["rnn_course/cell.py", "rnn_course/bptt.py", "rnn_course/data/seattle-weather.csv",
+                 "rnn_course/data/hamlet_gut.txt"]
 
 
 def dry_run(*arguments):

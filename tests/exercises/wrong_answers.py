@@ -351,3 +351,59 @@ def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
     return predict(model, test_inputs)[:, 0]
 ''', {"test_train_and_forecast"}, 'your function calls rnn_course.train.make_forecaster'),
 ]
+
+# ch07_text
+CH07 = "ch07_text.ipynb"
+
+WRONG_ANSWERS["ch07_text"] = [
+    _wrong("unknown-character-mapped-to-0", CH07, "encode", '''
+def encode(text, symbols):
+    """The ids of the characters of `text`, symbols[id] being the character: (len,)."""
+    index = {symbol: i for i, symbol in enumerate(symbols)}
+    return torch.tensor([index.get(c, 0) for c in text], dtype=torch.int64)
+''', {"test_encode"}, "a character outside the vocabulary must raise a ValueError"),
+    _wrong("targets-not-shifted", CH07, "next_character_windows", '''
+def next_character_windows(ids, seq_len):
+    """(inputs, targets), each (seq_len, N): windows of ids, targets shifted by one."""
+    num_windows = (ids.shape[0] - 1) // seq_len
+    inputs = ids[: num_windows * seq_len].reshape(num_windows, seq_len).T
+    return inputs.contiguous(), inputs.clone()  # the window itself as its target
+''', {"test_next_character_windows"}, "Likely mistake: targets not shifted"),
+    _wrong("softmax-over-the-batch", CH07, "sequence_loss", '''
+def sequence_loss(logits, targets):
+    """Mean cross-entropy of all steps: logits (seq, batch, V), targets (seq, batch)."""
+    log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    return -log_probs.gather(-1, targets.unsqueeze(-1)).mean()
+''', {"test_sequence_loss"},
+        "Likely mistake: softmax over the wrong dimension (the batch"),
+    _wrong("temperature-after-softmax", CH07, "sample_with_temperature", '''
+def sample_with_temperature(logits, temperature, seed):
+    """One id per row of logits (batch, V), drawn from softmax(logits / T): (batch,)."""
+    generator = torch.Generator().manual_seed(seed)
+    p = torch.softmax(logits.double().cpu(), dim=-1) / temperature
+    return torch.multinomial(p, 1, generator=generator)[:, 0].to(logits.device)
+''', {"test_sample_with_temperature"},
+        "Likely mistake: the temperature was applied after the softmax"),
+    _wrong("state-not-carried", CH07, "stream_perplexity", '''
+def stream_perplexity(model, ids, seq_len):
+    """exp(summed loss / predicted characters) of ids read as one stream, h carried."""
+    total = 0.0
+    for start in range(0, ids.shape[0] - 1, seq_len):
+        stop = min(start + seq_len, ids.shape[0] - 1)
+        logits, _ = model(ids[start:stop].unsqueeze(1), None)  # every window from h = 0
+        loss = sequence_loss(logits, ids[start + 1 : stop + 1].unsqueeze(1))
+        total += float(loss) * (stop - start)
+    return math.exp(total / (ids.shape[0] - 1))
+''', {"test_stream_perplexity"}, "Likely mistake: the state was not carried"),
+    _wrong("mean-of-window-perplexities", CH07, "stream_perplexity", '''
+def stream_perplexity(model, ids, seq_len):
+    """exp(summed loss / predicted characters) of ids read as one stream, h carried."""
+    perplexities, h = [], None
+    for start in range(0, ids.shape[0] - 1, seq_len):
+        stop = min(start + seq_len, ids.shape[0] - 1)
+        logits, h = model(ids[start:stop].unsqueeze(1), h)
+        loss = sequence_loss(logits, ids[start + 1 : stop + 1].unsqueeze(1))
+        perplexities.append(math.exp(float(loss)))
+    return sum(perplexities) / len(perplexities)
+''', {"test_stream_perplexity"}, "Likely mistake: a mean of per-window perplexities"),
+]
