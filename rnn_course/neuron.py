@@ -71,6 +71,33 @@ def persistence_forecast(inputs: torch.Tensor, batch_first: bool = False, target
     return last_day[:, target_feature:target_feature + 1].clone()  # (batch, 1)
 
 
+def climatology_forecast(dates, values: torch.Tensor, fit_days: slice, target_days) -> torch.Tensor:
+    """The calendar baseline of chapter 6: the mean of ``values`` on the same calendar day.
+
+    For every index in ``target_days``, the mean of ``values`` over the days of ``fit_days`` (the
+    training years) that share its month and day: a forecast that knows the season and nothing
+    about the weather of the last days. ``dates`` holds one ``datetime.date`` per entry of
+    ``values`` (days,). Returns (len(target_days),).
+    """
+    require_tensor(values, "values", ndim=1, shape_hint="(days,)")
+    if len(dates) != values.shape[0]:
+        raise ValueError(f"dates has {len(dates)} entries but values has {values.shape[0]}: "
+                         "give one date per value")
+    sums, counts = {}, {}
+    for index in range(*fit_days.indices(len(dates))):
+        day = (dates[index].month, dates[index].day)
+        sums[day] = sums.get(day, 0.0) + values[index].item()
+        counts[day] = counts.get(day, 0) + 1
+    forecasts = []
+    for index in target_days:
+        day = (dates[int(index)].month, dates[int(index)].day)
+        if day not in counts:
+            raise ValueError(f"no day of the fitting period falls on {day[1]}/{day[0]} (day/month): "
+                             "fit on at least one full year")
+        forecasts.append(sums[day] / counts[day])
+    return torch.tensor(forecasts, dtype=values.dtype)  # (len(target_days),)
+
+
 def mean_absolute_error(predictions: torch.Tensor, targets: torch.Tensor) -> float:
     """Average |prediction - target|, in the targets' units (°C for temperatures)."""
     if predictions.shape != targets.shape:

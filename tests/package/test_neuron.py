@@ -60,3 +60,19 @@ def test_neuron_errors():
         fit_least_squares(Neuron(2), torch.randn(4, 2), torch.randn(3, 1))
     with pytest.raises(ValueError, match="must have the same shape"):
         mean_absolute_error(torch.zeros(3, 1), torch.zeros(3))
+
+
+def test_climatology_is_the_mean_of_the_same_calendar_day_in_the_fitting_years():
+    """Hand-computed: 1 March is 10 and 14 in the two fitting years, 2 March 20 and 30."""
+    import datetime
+
+    from rnn_course.neuron import climatology_forecast
+
+    dates = [datetime.date(year, 3, day) for year in (2012, 2013, 2014) for day in (1, 2)]
+    values = torch.tensor([10.0, 20.0, 14.0, 30.0, 99.0, 99.0])  # 2014 is the target year
+    forecast = climatology_forecast(dates, values, slice(0, 4), target_days=[4, 5, 0])
+    assert forecast.tolist() == [12.0, 25.0, 12.0]
+    with pytest.raises(ValueError, match="no day of the fitting period"):
+        climatology_forecast(dates, values, slice(0, 1), target_days=[5])
+    with pytest.raises(ValueError, match="one date per value"):
+        climatology_forecast(dates[:3], values, slice(0, 3), target_days=[0])
