@@ -35,6 +35,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 from tqdm import tqdm
 
+PROGRESS_COLUMNS = 88
+"""Width of the progress bars: the book's text column, so no line of a bar is cut off."""
+
 from .data import Standardizer, make_windows
 from .validate import require_positive_int, require_same_device_dtype, require_series, require_tensor
 
@@ -281,7 +284,8 @@ def train_forecaster(model: RNNForecaster, inputs: torch.Tensor, targets: torch.
     generator = torch.Generator().manual_seed(config.seed)  # the mini-batch order, on the CPU
     history, best_state = TrainingHistory(), None
     # mininterval: redraw at most once a second; in a stored notebook every redraw becomes a new line
-    bar = tqdm(range(config.epochs), desc="training", unit="epoch", disable=not progress, mininterval=1.0)
+    bar = tqdm(range(config.epochs), desc="training", unit="epoch", disable=not progress, mininterval=1.0,
+               ncols=PROGRESS_COLUMNS)
     for _ in bar:
         history.train_loss.append(train_one_epoch(model, inputs, targets, optimizer, config.batch_size, generator,
                                                   config.max_grad_norm))
@@ -422,7 +426,7 @@ def train_stateful(model: RNNForecaster, streams: torch.Tensor, config: Forecast
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     history = TrainingHistory()
     for _ in tqdm(range(config.epochs), desc="stateful" if carry_state else "stateless", unit="epoch",
-                  disable=not progress, mininterval=1.0):
+                  disable=not progress, mininterval=1.0, ncols=PROGRESS_COLUMNS):
         h, total_loss, total_steps = None, 0.0, 0
         for start in range(0, streams.shape[0] - 1, chunk_length):
             stop = min(start + chunk_length, streams.shape[0] - 1)

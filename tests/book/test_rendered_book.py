@@ -269,7 +269,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   out.images = Array.from(document.images).map((img) => ({
     src: img.getAttribute("src"), url: img.currentSrc || img.src,
-    complete: img.complete, naturalWidth: img.naturalWidth,
+    complete: img.complete, naturalWidth: img.naturalWidth, alt: img.getAttribute("alt"),
   }));
 
   const formulas = Array.from(document.querySelectorAll(".math"));
@@ -480,6 +480,62 @@ def test_images_have_loaded(reports, page: str) -> None:
     ]
     if broken:
         _fail(report.label, f"{len(broken)} of {len(report.data['images'])} image(s) did not load", broken)
+
+
+@pytest.mark.parametrize("page", PAGE_PARAMS)
+def test_images_have_a_text_alternative(reports, page: str) -> None:
+    """Every figure is described for screen readers: a non-empty alt on every <img>."""
+    report = _report(reports, page)
+    missing = [f"<img src={(img['src'] or '')[:60]!r}> has no alt text" for img in report.data["images"]
+               if not (img.get("alt") or "").strip()]
+    if missing:
+        _fail(report.label, f"{len(missing)} of {len(report.data['images'])} image(s) without alt text", missing)
+
+
+# Interactive figures: matplotlib's JavaScript player (rnn_course.plotting.animation_html).
+PLAYER_PAGES = [page for page in PAGES if 'class="anim-slider"' in (HTML_DIR / page).read_text(errors="replace")]
+
+STEP_PLAYER_JS = r"""
+const done = arguments[arguments.length - 1];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+(async () => {
+  const players = Array.from(document.querySelectorAll("input.anim-slider"));
+  const out = [];
+  for (const slider of players) {
+    const root = slider.closest(".animation");
+    const img = root.querySelector("img");
+    const first = img.src;
+    root.querySelector('button[title="Next frame"]').click();
+    await sleep(100);
+    const afterNext = img.src;
+    slider.value = slider.max;
+    slider.dispatchEvent(new Event("input"));
+    slider.dispatchEvent(new Event("change"));
+    await sleep(100);
+    out.push({frames: Number(slider.max) + 1, nextChanged: afterNext !== first,
+              sliderChanged: img.src !== afterNext, value: slider.value});
+  }
+  return out;
+})().then(done, (e) => done({scriptError: String(e && e.stack || e)}));
+"""
+
+
+def test_the_book_has_an_interactive_figure() -> None:
+    assert PLAYER_PAGES, "no page holds an interactive figure (chapter 4's spectral-radius slider)"
+
+
+@pytest.mark.parametrize("page", PLAYER_PAGES or [pytest.param("(none)", marks=pytest.mark.skip(reason="no player"))])
+def test_interactive_figure_redraws_when_stepped_or_slid(reports, server: str, driver, page: str) -> None:
+    """With the network off: the "next frame" button and the slider each change the figure shown."""
+    report = _report(reports, page)
+    driver.get(report.url)
+    players = driver.execute_async_script(STEP_PLAYER_JS)
+    assert not isinstance(players, dict), players
+    assert players, f"{page}: the page's player did not appear in the browser"
+    for player in players:
+        assert player["frames"] > 1, f"{page}: a player with {player['frames']} frame(s)"
+        assert player["nextChanged"], f"{page}: 'Next frame' did not change the figure"
+        assert player["sliderChanged"], f"{page}: moving the slider did not change the figure"
 
 
 def _anchor_ids(html_dir: Path, target: str, reports: dict[str, PageReport]) -> set[str]:
