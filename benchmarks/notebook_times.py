@@ -32,25 +32,41 @@ def children_cpu_seconds() -> float:
 
 def time_notebook(path: pathlib.Path) -> tuple[float, float]:
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     cpu_before, start = children_cpu_seconds(), time.perf_counter()
     client.execute()
     return time.perf_counter() - start, children_cpu_seconds() - cpu_before
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", type=pathlib.Path,
-                        help="notebooks to time (default: book/*.ipynb and solutions/*/*.ipynb)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "notebooks",
+        nargs="*",
+        type=pathlib.Path,
+        help="notebooks to time (default: book/*.ipynb and solutions/*/*.ipynb)",
+    )
     args = parser.parse_args(argv)
-    notebooks = args.notebooks or sorted(ROOT.glob("book/*.ipynb")) + sorted(ROOT.glob("solutions/*/*.ipynb"))
+    notebooks = args.notebooks or sorted(ROOT.glob("book/*.ipynb")) + sorted(
+        ROOT.glob("solutions/*/*.ipynb")
+    )
     print(f"{'notebook':45} {'wall s':>7} {'cpu s':>7}  target {TARGET_SECONDS:.0f} s")
     slow = 0
     for path in notebooks:
         wall, cpu = time_notebook(path.resolve())
         verdict = "ok" if wall < TARGET_SECONDS else "OVER"
         slow += verdict == "OVER"
-        print(f"{str(path.resolve().relative_to(ROOT)):45} {wall:7.1f} {cpu:7.1f}  {verdict}", flush=True)
+        print(
+            f"{str(path.resolve().relative_to(ROOT)):45} {wall:7.1f} {cpu:7.1f}  {verdict}",
+            flush=True,
+        )
     return 1 if slow else 0
 
 

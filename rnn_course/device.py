@@ -28,13 +28,19 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     if prefer is not None:
         device = torch.device(prefer)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {str(device)!r} was asked for, but CUDA is not available here; "
-                               "use 'cpu' or leave the device unset to pick the best available one")
+            raise RuntimeError(
+                f"device {str(device)!r} was asked for, but CUDA is not available here; "
+                "use 'cpu' or leave the device unset to pick the best available one"
+            )
         if device.type == "mps" and not _mps_available():
-            raise RuntimeError(f"device 'mps' was asked for, but Apple's MPS backend is not available here; "
-                               "use 'cpu' or leave the device unset")
+            raise RuntimeError(
+                "device 'mps' was asked for, but Apple's MPS backend is not available here; "
+                "use 'cpu' or leave the device unset"
+            )
         if device.type not in ("cpu", "cuda", "mps"):
-            raise ValueError(f"unsupported device type {device.type!r}; expected 'cpu', 'cuda' or 'mps'")
+            raise ValueError(
+                f"unsupported device type {device.type!r}; expected 'cpu', 'cuda' or 'mps'"
+            )
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -57,7 +63,9 @@ def seed_everything(seed: int = DEFAULT_SEED) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def make_deterministic(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS) -> None:
+def make_deterministic(
+    seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS
+) -> None:
     """Make results repeatable, as grading and the book's stored outputs need.
 
     Seeds are not enough: a float sum split over two CPU threads can differ in its last bits

@@ -22,18 +22,52 @@ row above the top layer; cell boxes are 0.8 wide and 0.5 high. Chapter 4 draws o
 
 
 def _box(ax, x, y, text, colour, width=0.8, height=0.5, fontsize=11):
-    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
-                                boxstyle="round,pad=0.02,rounding_size=0.08", facecolor=colour, edgecolor="#333"))
+    ax.add_patch(
+        FancyBboxPatch(
+            (x - width / 2, y - height / 2),
+            width,
+            height,
+            boxstyle="round,pad=0.02,rounding_size=0.08",
+            facecolor=colour,
+            edgecolor="#333",
+        )
+    )
     ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
 
 
-def _arrow(ax, start, end, label=None, colour="#333", curve=0.0, label_offset=(0.0, 0.12),
-           fontsize=9):
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color=colour, lw=1.3,
-                                 connectionstyle=f"arc3,rad={curve}", shrinkA=0, shrinkB=0))
+def _arrow(
+    ax,
+    start,
+    end,
+    label=None,
+    colour="#333",
+    curve=0.0,
+    label_offset=(0.0, 0.12),
+    fontsize=9,
+):
+    ax.add_patch(
+        FancyArrowPatch(
+            start,
+            end,
+            arrowstyle="-|>",
+            mutation_scale=12,
+            color=colour,
+            lw=1.3,
+            connectionstyle=f"arc3,rad={curve}",
+            shrinkA=0,
+            shrinkB=0,
+        )
+    )
     if label:
-        ax.text((start[0] + end[0]) / 2 + label_offset[0], (start[1] + end[1]) / 2 + label_offset[1], label,
-                ha="center", va="center", fontsize=fontsize, color=colour)
+        ax.text(
+            (start[0] + end[0]) / 2 + label_offset[0],
+            (start[1] + end[1]) / 2 + label_offset[1],
+            label,
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            color=colour,
+        )
 
 
 def draw_memory_cell(ax=None, fontsize: int = 14):
@@ -49,10 +83,26 @@ def draw_memory_cell(ax=None, fontsize: int = 14):
     _arrow(ax, (0, 1.05), (0, 0.35), r"$W_x$", label_offset=(0.3, 0), fontsize=small)
     _arrow(ax, (-1.0, 0), (-0.5, 0))
     _arrow(ax, (0, -0.35), (0, -1.05))
-    ax.add_patch(FancyArrowPatch((0.4, -1.3), (0.5, 0.1), arrowstyle="-|>", mutation_scale=12,
-                                 color="#b03030", lw=1.3, connectionstyle="arc3,rad=0.9"))
-    ax.text(1.4, -0.55, r"$W_h$" + "\n" + r"$h_{t-1}$", ha="center", va="center",
-            fontsize=small, color="#b03030")
+    ax.add_patch(
+        FancyArrowPatch(
+            (0.4, -1.3),
+            (0.5, 0.1),
+            arrowstyle="-|>",
+            mutation_scale=12,
+            color="#b03030",
+            lw=1.3,
+            connectionstyle="arc3,rad=0.9",
+        )
+    )
+    ax.text(
+        1.4,
+        -0.55,
+        r"$W_h$" + "\n" + r"$h_{t-1}$",
+        ha="center",
+        va="center",
+        fontsize=small,
+        color="#b03030",
+    )
     ax.set_xlim(-1.6, 1.9)
     ax.set_ylim(-1.8, 1.8)
     ax.set_aspect("equal")
@@ -60,7 +110,9 @@ def draw_memory_cell(ax=None, fontsize: int = 14):
     return ax
 
 
-def draw_unrolled(seq_len: int, num_layers: int = 1, ax=None, show_outputs: bool = True):
+def draw_unrolled(
+    seq_len: int, num_layers: int = 1, ax=None, show_outputs: bool = True
+):
     """The RNN unrolled over ``seq_len`` steps with ``num_layers`` stacked layers.
 
     Cell boxes in one row share the same weights (labelled once per layer); horizontal arrows
@@ -68,12 +120,18 @@ def draw_unrolled(seq_len: int, num_layers: int = 1, ax=None, show_outputs: bool
     """
     require_positive_int(seq_len, "seq_len")
     require_positive_int(num_layers, "num_layers")
-    dx, dy = UNROLLED_SPACING  # distance between steps and between rows (cell boxes are 0.8 x 0.5)
-    label_x = (seq_len + 1.2) * dx  # where the weights' labels start, right of h_T's arrow
+    dx, dy = (
+        UNROLLED_SPACING  # distance between steps and between rows (cell boxes are 0.8 x 0.5)
+    )
+    label_x = (
+        seq_len + 1.2
+    ) * dx  # where the weights' labels start, right of h_T's arrow
     x_range = 0.6 + label_x + 4.8  # h0 on the left, the weights' labels on the right
     y_range = (num_layers + show_outputs) * dy + 1.0
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.62 * x_range, 0.62 * y_range))  # one data unit = 0.62 inch
+        _, ax = plt.subplots(
+            figsize=(0.62 * x_range, 0.62 * y_range)
+        )  # one data unit = 0.62 inch
     for t in range(1, seq_len + 1):
         _box(ax, t * dx, 0, f"$x_{{{t}}}$", INPUT_COLOUR)
         _arrow(ax, (t * dx, 0.25), (t * dx, dy - 0.25))
@@ -86,14 +144,34 @@ def draw_unrolled(seq_len: int, num_layers: int = 1, ax=None, show_outputs: bool
             _box(ax, t * dx, y, "cell", CELL_COLOUR)
             # h_t leaves to the right: into the next step, or out of the network after the last
             _arrow(ax, (t * dx + 0.4, y), ((t + 1) * dx - 0.4, y))
-            ax.text((t + 0.5) * dx, y + 0.1, f"$h_{{{t}}}{superscript}$", ha="center",
-                    va="bottom", fontsize=9, color="#333")  # above its arrow, whatever its height
-            if layer < num_layers:  # h_t of this layer is the next layer's input at step t
+            ax.text(
+                (t + 0.5) * dx,
+                y + 0.1,
+                f"$h_{{{t}}}{superscript}$",
+                ha="center",
+                va="bottom",
+                fontsize=9,
+                color="#333",
+            )  # above its arrow, whatever its height
+            if (
+                layer < num_layers
+            ):  # h_t of this layer is the next layer's input at step t
                 _arrow(ax, (t * dx, y + 0.25), (t * dx, y + dy - 0.25))
-                ax.text(t * dx + 0.08, y + dy / 2, f"$h_{{{t}}}{superscript}$", ha="left",
-                        va="center", fontsize=8, color="#555")
-        weights = f"$W_x{superscript}, W_h{superscript}, b{superscript}$ shared by every step"
-        ax.text(label_x, y, weights, ha="left", va="center", fontsize=9, color="#1f4e79")
+                ax.text(
+                    t * dx + 0.08,
+                    y + dy / 2,
+                    f"$h_{{{t}}}{superscript}$",
+                    ha="left",
+                    va="center",
+                    fontsize=8,
+                    color="#555",
+                )
+        weights = (
+            f"$W_x{superscript}, W_h{superscript}, b{superscript}$ shared by every step"
+        )
+        ax.text(
+            label_x, y, weights, ha="left", va="center", fontsize=9, color="#1f4e79"
+        )
     top = num_layers * dy
     if show_outputs:
         for t in range(1, seq_len + 1):
@@ -106,22 +184,39 @@ def draw_unrolled(seq_len: int, num_layers: int = 1, ax=None, show_outputs: bool
     return ax
 
 
-LINE_STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("x", "--")]
+LINE_STYLES = [
+    ("o", "-"),
+    ("s", "--"),
+    ("^", "-."),
+    ("D", ":"),
+    ("v", "-"),
+    ("x", "--"),
+]
 """(marker, line style) pairs that tell lines apart without colour, in plotting order."""
 
 
-def plot_gradient_norms(norms_by_label: dict, ax=None, log_scale: bool = True, title: str | None = None):
+def plot_gradient_norms(
+    norms_by_label: dict, ax=None, log_scale: bool = True, title: str | None = None
+):
     """‖dL/dhₜ‖ against the step t (chapter 4), one line per setting (e.g. per spectral radius
     of W_h); lines differ by marker and line style as well as colour."""
     if not norms_by_label:
-        raise ValueError("norms_by_label is empty: give at least one {label: norms over time}")
+        raise ValueError(
+            "norms_by_label is empty: give at least one {label: norms over time}"
+        )
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     for index, (label, norms) in enumerate(norms_by_label.items()):
         values = [float(v) for v in norms]
         marker, style = LINE_STYLES[index % len(LINE_STYLES)]
-        ax.plot(range(1, len(values) + 1), values, marker=marker, ls=style, markersize=3,
-                label=str(label))
+        ax.plot(
+            range(1, len(values) + 1),
+            values,
+            marker=marker,
+            ls=style,
+            markersize=3,
+            label=str(label),
+        )
     if log_scale:
         ax.set_yscale("log")
     ax.set_xlabel("time step t")
@@ -151,9 +246,11 @@ def animation_html(animation, alt: str) -> str:
     the image, and text on the buttons instead of icons from a web font that would be fetched
     from a CDN."""
     if not alt.strip():
-        raise ValueError("alt is empty: describe what the figure shows, for screen readers")
+        raise ValueError(
+            "alt is empty: describe what the figure shows, for screen readers"
+        )
     html = animation.to_jshtml()
-    start = html.index("<link rel=\"stylesheet\"")
+    start = html.index('<link rel="stylesheet"')
     html = html[:start] + html[html.index(">", start) + 1 :]  # the CDN stylesheet
     for icon, text in _BUTTON_TEXT.items():
         html = html.replace(f'<i class="{icon}"></i>', text)

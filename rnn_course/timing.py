@@ -35,9 +35,13 @@ def synchronize(device: torch.device | str | None) -> None:
         torch.mps.synchronize()
 
 
-def time_interleaved(functions: Mapping[str, Callable[[], object]], repeats: int = 5, warmup: int = 1,
-                     device: torch.device | str | None = None,
-                     clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+def time_interleaved(
+    functions: Mapping[str, Callable[[], object]],
+    repeats: int = 5,
+    warmup: int = 1,
+    device: torch.device | str | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
     """Median seconds per call of each function, timed in turn with a rotating order.
 
     ``functions`` maps a name to a function without arguments. Each one is called ``warmup``
@@ -46,11 +50,15 @@ def time_interleaved(functions: Mapping[str, Callable[[], object]], repeats: int
     every timed call. Returns ``{name: median seconds}`` in the order of ``functions``.
     """
     if not functions:
-        raise ValueError("functions is empty: give at least one {name: function} to time")
+        raise ValueError(
+            "functions is empty: give at least one {name: function} to time"
+        )
     for name, function in functions.items():
         if not callable(function):
-            raise TypeError(f"functions[{name!r}] must be a function without arguments, "
-                            f"got {type(function).__name__}")
+            raise TypeError(
+                f"functions[{name!r}] must be a function without arguments, "
+                f"got {type(function).__name__}"
+            )
     require_positive_int(repeats, "repeats")
     if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
         raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
@@ -71,8 +79,11 @@ def time_interleaved(functions: Mapping[str, Callable[[], object]], repeats: int
     return {name: statistics.median(seconds[name]) for name in names}
 
 
-def rnn_forward_backward(run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
-                         parameters: Iterable[torch.nn.Parameter]) -> Callable[[], None]:
+def rnn_forward_backward(
+    run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    parameters: Iterable[torch.nn.Parameter],
+) -> Callable[[], None]:
     """A function that does one forward and backward pass of an RNN, for timing.
 
     ``run(x)`` must return ``(output, h_n)`` like ``nn.RNN``; the loss is
@@ -81,7 +92,9 @@ def rnn_forward_backward(run: Callable[[torch.Tensor], tuple[torch.Tensor, torch
     """
     parameters = list(parameters)
     if not parameters:
-        raise ValueError("parameters is empty: give the model's parameters so their gradients are cleared")
+        raise ValueError(
+            "parameters is empty: give the model's parameters so their gradients are cleared"
+        )
 
     def forward_backward() -> None:
         for parameter in parameters:

@@ -79,7 +79,7 @@ class _RefParser(html.parser.HTMLParser):
             self.refs.append(a["action"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parse_static(path: Path) -> _RefParser:
     parser = _RefParser()
     parser.feed(path.read_text(encoding="utf-8", errors="replace"))
@@ -103,14 +103,18 @@ def find_pages(html_dir: Path) -> list[str]:
         rel = path.relative_to(html_dir)
         if any(_is_asset_dir(part) for part in rel.parts[:-1]):
             continue
-        (special if rel.as_posix() in SPHINX_SPECIAL_PAGES else content).append(rel.as_posix())
+        (special if rel.as_posix() in SPHINX_SPECIAL_PAGES else content).append(
+            rel.as_posix()
+        )
     linked: set[str] = set()
     for rel in content:
         for ref in _parse_static(html_dir / rel).refs:
             parts = urllib.parse.urlsplit(ref)
             if parts.scheme or parts.netloc or not parts.path:
                 continue
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), urllib.parse.unquote(parts.path)))
+            target = posixpath.normpath(
+                posixpath.join(posixpath.dirname(rel), urllib.parse.unquote(parts.path))
+            )
             linked.add(target)
     return sorted(content + [rel for rel in special if rel in linked])
 
@@ -134,10 +138,14 @@ def _missing_tool(reason: str) -> None:
     message = f"browser test cannot run: {reason}"
     if _ci():
         pytest.fail(
-            message + " (CI is set, so this is a failure; .ci/run installs chromium and chromium-driver)",
+            message
+            + " (CI is set, so this is a failure; .ci/run installs chromium and chromium-driver)",
             pytrace=False,
         )
-    pytest.skip(message + " (install: apt-get install chromium chromium-driver; selenium comes with the course extra)")
+    pytest.skip(
+        message
+        + " (install: apt-get install chromium chromium-driver; selenium comes with the course extra)"
+    )
 
 
 def _which(names: tuple[str, ...]) -> str | None:
@@ -156,7 +164,9 @@ def _find_browser() -> tuple[str, str]:
         raise BrowserMissing(f"Selenium is not installed ({err})") from None
     chromium = _which(CHROMIUM_NAMES)
     if chromium is None:
-        raise BrowserMissing("no Chromium on PATH (looked for " + ", ".join(CHROMIUM_NAMES) + ")")
+        raise BrowserMissing(
+            "no Chromium on PATH (looked for " + ", ".join(CHROMIUM_NAMES) + ")"
+        )
     chromedriver = _which(CHROMEDRIVER_NAMES)
     if chromedriver is None:
         raise BrowserMissing("no chromedriver on PATH (Debian package chromium-driver)")
@@ -171,7 +181,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def html_dir() -> Path:
     if not (HTML_DIR / "index.html").is_file():
-        pytest.fail(f"no built book at {HTML_DIR} (index.html missing): run `make book` first", pytrace=False)
+        pytest.fail(
+            f"no built book at {HTML_DIR} (index.html missing): run `make book` first",
+            pytrace=False,
+        )
     return HTML_DIR
 
 
@@ -227,7 +240,10 @@ def driver():
         drv = webdriver.Chrome(service=service, options=options)
     except Exception as err:  # installed but broken (e.g. driver and browser versions differ): an error
         shutil.rmtree(profile, ignore_errors=True)
-        pytest.fail(f"Chromium ({chromium}) did not start under {chromedriver}: {err}", pytrace=False)
+        pytest.fail(
+            f"Chromium ({chromium}) did not start under {chromedriver}: {err}",
+            pytrace=False,
+        )
     drv.set_page_load_timeout(PAGE_LOAD_TIMEOUT_S)
     drv.set_script_timeout(SCRIPT_TIMEOUT_S)
     try:
@@ -323,11 +339,15 @@ class PageReport:
     @property
     def label(self) -> str:
         """The page, and where the browser ended up if the page redirected it."""
-        return f"{self.page} (redirected to {self.final_url})" if self.redirected else self.page
+        return (
+            f"{self.page} (redirected to {self.final_url})"
+            if self.redirected
+            else self.page
+        )
 
 
 def _snippet(text: str, start: int, end: int, width: int = 40) -> str:
-    s = text[max(0, start - width): end + width]
+    s = text[max(0, start - width) : end + width]
     return " ".join(s.split())
 
 
@@ -341,12 +361,17 @@ def _follow_meta_refresh(drv, url: str) -> None:
     deadline = time.monotonic() + PAGE_LOAD_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
-            if drv.current_url != url and drv.execute_script("return document.readyState") == "complete":
+            if (
+                drv.current_url != url
+                and drv.execute_script("return document.readyState") == "complete"
+            ):
                 return
         except Exception:  # the page is being replaced
             pass
         time.sleep(0.05)
-    raise TimeoutError(f"the page asks for a redirect ({refresh!r}) that did not happen")
+    raise TimeoutError(
+        f"the page asks for a redirect ({refresh!r}) that did not happen"
+    )
 
 
 def _load_page(drv, base_url: str, page: str) -> PageReport:
@@ -355,12 +380,16 @@ def _load_page(drv, base_url: str, page: str) -> PageReport:
     started = time.perf_counter()
     try:
         # A first visit: what the previous page stored (theme mode, ...) must not hide an error.
-        drv.execute_script("try { localStorage.clear(); sessionStorage.clear(); } catch (e) {}")
+        drv.execute_script(
+            "try { localStorage.clear(); sessionStorage.clear(); } catch (e) {}"
+        )
         drv.get_log("browser")  # drop whatever the previous page logged late
         drv.get(url)
         _follow_meta_refresh(drv, url)
         final = drv.current_url
-        report.final_url = final[len(base_url):] if final.startswith(base_url) else final
+        report.final_url = (
+            final[len(base_url) :] if final.startswith(base_url) else final
+        )
         data = drv.execute_async_script(INSPECT_JS, MATHJAX_WAIT_MS, IMAGE_WAIT_MS)
         if data.get("scriptError"):
             report.load_error = f"inspection script failed: {data['scriptError']}"
@@ -381,14 +410,18 @@ def _load_page(drv, base_url: str, page: str) -> PageReport:
 
 
 @pytest.fixture(scope="module")
-def reports(html_dir: Path, server: str, driver) -> dict[str, PageReport] | BrowserMissing:
+def reports(
+    html_dir: Path, server: str, driver
+) -> dict[str, PageReport] | BrowserMissing:
     """Loads every page once; the tests below read from these reports."""
     if isinstance(driver, BrowserMissing):
         return driver  # each test then fails (CI) or skips, with the reason
     started = time.perf_counter()
     result = {page: _load_page(driver, server, page) for page in PAGES}
     times = ", ".join(f"{r.page} {r.seconds:.1f} s" for r in result.values())
-    print(f"\nbrowser: {len(result)} pages in {time.perf_counter() - started:.1f} s ({times})")
+    print(
+        f"\nbrowser: {len(result)} pages in {time.perf_counter() - started:.1f} s ({times})"
+    )
     return result
 
 
@@ -397,13 +430,20 @@ def _report(reports: dict[str, PageReport] | BrowserMissing, page: str) -> PageR
         _missing_tool(str(reports))
     report = reports[page]
     if report.load_error:
-        pytest.fail(f"{report.label}: the page did not load in the browser: {report.load_error}", pytrace=False)
+        pytest.fail(
+            f"{report.label}: the page did not load in the browser: {report.load_error}",
+            pytrace=False,
+        )
     return report
 
 
 def _fail(page: str, what: str, problems: list[str]) -> None:
     shown = problems[:20]
-    more = f"\n  … and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+    more = (
+        f"\n  … and {len(problems) - len(shown)} more"
+        if len(problems) > len(shown)
+        else ""
+    )
     pytest.fail(f"{page}: {what}:\n  " + "\n  ".join(shown) + more, pytrace=False)
 
 
@@ -413,10 +453,15 @@ def _fail(page: str, what: str, problems: list[str]) -> None:
 
 def test_book_is_built() -> None:
     if not HTML_DIR.is_dir():
-        pytest.fail(f"no built book: {HTML_DIR} does not exist: run `make book` first", pytrace=False)
+        pytest.fail(
+            f"no built book: {HTML_DIR} does not exist: run `make book` first",
+            pytrace=False,
+        )
     pages = find_pages(HTML_DIR)
     assert "index.html" in pages, f"{HTML_DIR}: no index.html: run `make book` first"
-    assert len(pages) >= 2, f"{HTML_DIR}: only {pages} found, the book's pages are missing: run `make book`"
+    assert len(pages) >= 2, (
+        f"{HTML_DIR}: only {pages} found, the book's pages are missing: run `make book`"
+    )
 
 
 def test_browser_is_available() -> None:
@@ -428,18 +473,32 @@ def test_browser_is_available() -> None:
         return
     for program in (chromium, chromedriver):
         assert os.access(program, os.X_OK), f"{program} is not an executable file"
-    version = subprocess.run([chromedriver, "--version"], capture_output=True, text=True, timeout=60)
-    assert version.returncode == 0 and "ChromeDriver" in version.stdout, (version.stdout, version.stderr)
+    version = subprocess.run(
+        [chromedriver, "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0 and "ChromeDriver" in version.stdout, (
+        version.stdout,
+        version.stderr,
+    )
 
 
-PAGE_PARAMS = PAGES or [pytest.param("(no pages)", marks=pytest.mark.skip(reason="no built book; see test_book_is_built"))]
+PAGE_PARAMS = PAGES or [
+    pytest.param(
+        "(no pages)",
+        marks=pytest.mark.skip(reason="no built book; see test_book_is_built"),
+    )
+]
 
 
 @pytest.mark.parametrize("page", PAGE_PARAMS)
 def test_console_has_no_errors(reports, page: str) -> None:
     report = _report(reports, page)
     if report.console:
-        _fail(report.label, f"{len(report.console)} error(s) in the browser console", report.console)
+        _fail(
+            report.label,
+            f"{len(report.console)} error(s) in the browser console",
+            report.console,
+        )
 
 
 @pytest.mark.parametrize("page", PAGE_PARAMS)
@@ -452,11 +511,15 @@ def test_math_is_rendered_by_mathjax(reports, page: str) -> None:
     elif data["formulas"] and data["mathjax"] is None:
         problems.append("MathJax is not loaded on this page")
     if data["formulas"] and data["mjxContainers"] == 0:
-        problems.append(f"no MathJax output (mjx-container) on the page, which has {data['formulas']} formula(s)")
+        problems.append(
+            f"no MathJax output (mjx-container) on the page, which has {data['formulas']} formula(s)"
+        )
     untypeset = data["untypeset"]
     if untypeset:
         examples = "; ".join(repr(tex) for tex in untypeset[:3])
-        problems.append(f"{len(untypeset)} of {data['formulas']} formula(s) not typeset by MathJax, e.g. {examples}")
+        problems.append(
+            f"{len(untypeset)} of {data['formulas']} formula(s) not typeset by MathJax, e.g. {examples}"
+        )
     for err in data["mathErrors"]:
         problems.append(f"MathJax error in a formula: {err!r}")
     text = data["text"]
@@ -465,7 +528,9 @@ def test_math_is_rendered_by_mathjax(reports, page: str) -> None:
         if matches:
             first = matches[0]
             times = f" ({len(matches)}×)" if len(matches) > 1 else ""
-            problems.append(f"raw {name}{times} in the page text: …{_snippet(text, first.start(), first.end())}…")
+            problems.append(
+                f"raw {name}{times} in the page text: …{_snippet(text, first.start(), first.end())}…"
+            )
     if problems:
         _fail(report.label, "math is not rendered by MathJax", problems)
 
@@ -479,21 +544,36 @@ def test_images_have_loaded(reports, page: str) -> None:
         if not img["complete"] or not img["naturalWidth"]
     ]
     if broken:
-        _fail(report.label, f"{len(broken)} of {len(report.data['images'])} image(s) did not load", broken)
+        _fail(
+            report.label,
+            f"{len(broken)} of {len(report.data['images'])} image(s) did not load",
+            broken,
+        )
 
 
 @pytest.mark.parametrize("page", PAGE_PARAMS)
 def test_images_have_a_text_alternative(reports, page: str) -> None:
     """Every figure is described for screen readers: a non-empty alt on every <img>."""
     report = _report(reports, page)
-    missing = [f"<img src={(img['src'] or '')[:60]!r}> has no alt text" for img in report.data["images"]
-               if not (img.get("alt") or "").strip()]
+    missing = [
+        f"<img src={(img['src'] or '')[:60]!r}> has no alt text"
+        for img in report.data["images"]
+        if not (img.get("alt") or "").strip()
+    ]
     if missing:
-        _fail(report.label, f"{len(missing)} of {len(report.data['images'])} image(s) without alt text", missing)
+        _fail(
+            report.label,
+            f"{len(missing)} of {len(report.data['images'])} image(s) without alt text",
+            missing,
+        )
 
 
 # Interactive figures: matplotlib's JavaScript player (rnn_course.plotting.animation_html).
-PLAYER_PAGES = [page for page in PAGES if 'class="anim-slider"' in (HTML_DIR / page).read_text(errors="replace")]
+PLAYER_PAGES = [
+    page
+    for page in PAGES
+    if 'class="anim-slider"' in (HTML_DIR / page).read_text(errors="replace")
+]
 
 STEP_PLAYER_JS = r"""
 const done = arguments[arguments.length - 1];
@@ -521,11 +601,19 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 
 def test_the_book_has_an_interactive_figure() -> None:
-    assert PLAYER_PAGES, "no page holds an interactive figure (chapter 4's spectral-radius slider)"
+    assert PLAYER_PAGES, (
+        "no page holds an interactive figure (chapter 4's spectral-radius slider)"
+    )
 
 
-@pytest.mark.parametrize("page", PLAYER_PAGES or [pytest.param("(none)", marks=pytest.mark.skip(reason="no player"))])
-def test_interactive_figure_redraws_when_stepped_or_slid(reports, server: str, driver, page: str) -> None:
+@pytest.mark.parametrize(
+    "page",
+    PLAYER_PAGES
+    or [pytest.param("(none)", marks=pytest.mark.skip(reason="no player"))],
+)
+def test_interactive_figure_redraws_when_stepped_or_slid(
+    reports, server: str, driver, page: str
+) -> None:
     """With the network off: the "next frame" button and the slider each change the figure shown."""
     report = _report(reports, page)
     driver.get(report.url)
@@ -533,12 +621,18 @@ def test_interactive_figure_redraws_when_stepped_or_slid(reports, server: str, d
     assert not isinstance(players, dict), players
     assert players, f"{page}: the page's player did not appear in the browser"
     for player in players:
-        assert player["frames"] > 1, f"{page}: a player with {player['frames']} frame(s)"
+        assert player["frames"] > 1, (
+            f"{page}: a player with {player['frames']} frame(s)"
+        )
         assert player["nextChanged"], f"{page}: 'Next frame' did not change the figure"
-        assert player["sliderChanged"], f"{page}: moving the slider did not change the figure"
+        assert player["sliderChanged"], (
+            f"{page}: moving the slider did not change the figure"
+        )
 
 
-def _anchor_ids(html_dir: Path, target: str, reports: dict[str, PageReport]) -> set[str]:
+def _anchor_ids(
+    html_dir: Path, target: str, reports: dict[str, PageReport]
+) -> set[str]:
     ids = set(_parse_static(html_dir / target).ids)
     loaded = reports.get(target)
     if loaded is not None and not loaded.redirected and loaded.data.get("ids"):
@@ -547,7 +641,9 @@ def _anchor_ids(html_dir: Path, target: str, reports: dict[str, PageReport]) -> 
 
 
 @pytest.mark.parametrize("page", PAGE_PARAMS)
-def test_internal_links_resolve(reports, html_dir: Path, server: str, page: str) -> None:
+def test_internal_links_resolve(
+    reports, html_dir: Path, server: str, page: str
+) -> None:
     report = _report(reports, page)
     origin = urllib.parse.urlsplit(server)
     problems: list[str] = []
@@ -570,6 +666,8 @@ def test_internal_links_resolve(reports, html_dir: Path, server: str, page: str)
         fragment = urllib.parse.unquote(parts.fragment)
         if fragment and fragment != "top" and file.suffix == ".html":
             if fragment not in _anchor_ids(html_dir, path, reports):
-                problems.append(f"link to {shown}: {path} has no element with id {fragment!r}")
+                problems.append(
+                    f"link to {shown}: {path} has no element with id {fragment!r}"
+                )
     if problems:
         _fail(report.label, f"{len(problems)} broken internal link(s)", problems)

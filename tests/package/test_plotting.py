@@ -29,13 +29,19 @@ def test_unrolled_has_one_cell_per_step_and_layer(seq_len, num_layers):
 
 
 @pytest.mark.parametrize("seq_len,num_layers", [(4, 1), (4, 2), (6, 3)])
-def test_unrolled_state_labels_sit_clear_of_arrows_boxes_and_each_other(seq_len, num_layers):
+def test_unrolled_state_labels_sit_clear_of_arrows_boxes_and_each_other(
+    seq_len, num_layers
+):
     """Each hidden-state label h_t between two cells must be readable: its drawn extent touches no box,
     no arrow and no other label (measured in pixels after drawing)."""
     ax = draw_unrolled(seq_len, num_layers)
     ax.figure.canvas.draw()
     renderer = ax.figure.canvas.get_renderer()
-    labels = [t for t in ax.texts if t.get_text().startswith("$h_{") and not t.get_text().startswith("$h_0")]
+    labels = [
+        t
+        for t in ax.texts
+        if t.get_text().startswith("$h_{") and not t.get_text().startswith("$h_0")
+    ]
     # one per arrow: seq_len along time in every layer (the last one leaves the network),
     # seq_len between each pair of stacked layers
     assert len(labels) == seq_len * num_layers + seq_len * (num_layers - 1)
@@ -43,14 +49,20 @@ def test_unrolled_state_labels_sit_clear_of_arrows_boxes_and_each_other(seq_len,
     others = [patch.get_window_extent(renderer) for patch in ax.patches]
     others += [t.get_window_extent(renderer) for t in ax.texts if t not in labels]
     for label, box in zip(labels, label_boxes):
-        clashes = [other for other in others + [b for b in label_boxes if b is not box] if _overlap(box, other)]
+        clashes = [
+            other
+            for other in others + [b for b in label_boxes if b is not box]
+            if _overlap(box, other)
+        ]
         assert clashes == [], f"{label.get_text()} at {box} overlaps {clashes}"
     plt.close("all")
 
 
 def _overlap(a, b, margin: float = 0.5) -> bool:
     """Whether two pixel boxes overlap by more than ``margin`` pixels in both directions."""
-    return (min(a.x1, b.x1) - max(a.x0, b.x0) > margin) and (min(a.y1, b.y1) - max(a.y0, b.y0) > margin)
+    return (min(a.x1, b.x1) - max(a.x0, b.x0) > margin) and (
+        min(a.y1, b.y1) - max(a.y0, b.y0) > margin
+    )
 
 
 def test_unrolled_rejects_bad_sizes():
@@ -78,8 +90,14 @@ def test_unrolled_last_state_leaves_every_layer(num_layers):
     for layer in range(1, num_layers + 1):
         superscript = f"^{{({layer})}}" if num_layers > 1 else ""
         label = f"$h_{{{seq_len}}}{superscript}$"
-        assert any(t.get_text() == label and t.get_position()[1] > layer * dy for t in ax.texts)
-        starts = [p._posA_posB[0] for p in ax.patches if hasattr(p, "_posA_posB") and p._posA_posB]
+        assert any(
+            t.get_text() == label and t.get_position()[1] > layer * dy for t in ax.texts
+        )
+        starts = [
+            p._posA_posB[0]
+            for p in ax.patches
+            if hasattr(p, "_posA_posB") and p._posA_posB
+        ]
         assert (seq_len * dx + 0.4, layer * dy) in starts
     plt.close("all")
 
