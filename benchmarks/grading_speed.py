@@ -1,18 +1,26 @@
-"""Benchmark (not a test): plain serial ``nbgrader autograde`` against ``rnn-course grade``.
+"""Benchmark (not a test): plain serial ``nbgrader autograde`` against ``rnn-course
+grade``.
 
-In one run, on N submissions of one assignment (a mix of correct, blank and wrong answers):
+In one run, on N submissions of one assignment (a mix of correct, blank and wrong
+answers):
 
-1. plain nbgrader: ``nbgrader autograde`` (serial, add_missing_cells on) in a temporary course copy;
+1. plain nbgrader: ``nbgrader autograde`` (serial, add_missing_cells on) in a temporary
+course copy;
 2. ``rnn-course grade --workers W`` with the sandbox;
 3. ``rnn-course grade --workers W --no-sandbox``.
 
-Prints the wall-clock times, the speed ratio plain / ours (target >= 1.7 with 2 workers on 2 cores),
-the sandbox's overhead (sandbox / no-sandbox - 1, target <= 15%), and whether all three agree on
-every score. Each command runs as a subprocess, imports included, after the gradebooks already
+Prints the wall-clock times, the speed ratio plain / ours (target >= 1.7 with 2 workers
+on 2 cores),
+the sandbox's overhead (sandbox / no-sandbox - 1, target <= 15%), and whether all three
+agree on
+every score. Each command runs as a subprocess, imports included, after the gradebooks
+already
 know the assignment (``nbgrader generate_assignment``, not timed).
 
-    .venv/bin/python benchmarks/grading_speed.py            # N = 24, W = 2, ch02_memory_cell
-    .venv/bin/python benchmarks/grading_speed.py --submissions 12 --workers 2 --assignment ch01_neuron
+    .venv/bin/python benchmarks/grading_speed.py            # N = 24, W = 2,
+    ch02_memory_cell
+    .venv/bin/python benchmarks/grading_speed.py --submissions 12 --workers 2
+    --assignment ch01_neuron
 
 The sandboxed run needs root and bubblewrap; without them, pass --skip-sandbox.
 """
@@ -70,7 +78,9 @@ def strip_markers(source: str) -> str:
 
 
 def make_submissions(course: Path, assignment: str, count: int, folder: Path) -> None:
-    """A third correct, a third blank, a third with one part wrong (its function raises), in turn."""
+    """A third correct, a third blank, a third with one part wrong (its function
+    raises), in turn.
+    """
     notebook = f"{assignment}.ipynb"
     source = nbformat.read(course / "solutions" / assignment / notebook, as_version=4)
     release = nbformat.read(course / "exercises" / assignment / notebook, as_version=4)
@@ -130,7 +140,8 @@ def plain_scores(course: Path, assignment: str) -> dict[str, float]:
         rows = db.execute(
             "SELECT student.id, SUM(COALESCE(grade.auto_score, 0)) FROM grade "
             "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
-            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
+            "JOIN submitted_assignment ON submitted_notebook.assignment_id = "
+            "submitted_assignment.id "
             "JOIN student ON submitted_assignment.student_id = student.id "
             "JOIN assignment ON submitted_assignment.assignment_id = assignment.id "
             "WHERE assignment.name = ? GROUP BY student.id",
@@ -165,7 +176,8 @@ def main() -> None:
         generate(plain, args.assignment)
         shutil.copy(plain / "gradebook.db", ours / "gradebook.db")
         print(
-            f"{args.submissions} submissions of {args.assignment} ({os.cpu_count()} cores)"
+            f"{args.submissions} submissions of {args.assignment} ({os.cpu_count()} "
+            "cores)"
         )
 
         plain_seconds = timed(
@@ -198,27 +210,32 @@ def main() -> None:
                 command + ["--output", str(work / "out-sandbox")], ours
             )
             print(
-                f"rnn-course grade, {args.workers} workers, sandbox:     {sandbox_seconds:7.1f} s"
+                f"rnn-course grade, {args.workers} workers, sandbox:     "
+                f"{sandbox_seconds:7.1f} s"
             )
             results["sandbox"] = our_scores(work / "out-sandbox" / "grades.csv")
         free_seconds = timed(
             command + ["--no-sandbox", "--output", str(work / "out-free")], ours
         )
         print(
-            f"rnn-course grade, {args.workers} workers, no sandbox:  {free_seconds:7.1f} s"
+            f"rnn-course grade, {args.workers} workers, no sandbox:  "
+            f"{free_seconds:7.1f} s"
         )
         results["no sandbox"] = our_scores(work / "out-free" / "grades.csv")
 
         if sandbox_seconds is not None:
             print(
-                f"speed ratio plain / ours (sandbox):       {plain_seconds / sandbox_seconds:7.2f}   (target >= 1.7)"
+                "speed ratio plain / ours (sandbox):       "
+                f"{plain_seconds / sandbox_seconds:7.2f}   (target >= 1.7)"
             )
             print(
-                f"sandbox overhead (sandbox / no sandbox):  {100 * (sandbox_seconds / free_seconds - 1):6.1f} %"
+                "sandbox overhead (sandbox / no sandbox):  "
+                f"{100 * (sandbox_seconds / free_seconds - 1):6.1f} %"
                 "   (target <= 15%)"
             )
         print(
-            f"speed ratio plain / ours (no sandbox):    {plain_seconds / free_seconds:7.2f}"
+            "speed ratio plain / ours (no sandbox):    "
+            f"{plain_seconds / free_seconds:7.2f}"
         )
         students = sorted(results["plain"])
         disagreements = [

@@ -1,12 +1,16 @@
-"""Time every chapter and every solution notebook, one at a time, against the 30 s target.
+"""Time every chapter and every solution notebook, one at a time, against the 30 s
+target.
 
-Not a test (tests never assert wall-clock times): run it on a quiet machine and read the table.
+Not a test (tests never assert wall-clock times): run it on a quiet machine and read the
+table.
 
     .venv/bin/python benchmarks/notebook_times.py            # chapters and solutions
     .venv/bin/python benchmarks/notebook_times.py book/04_bptt.ipynb
 
-Each notebook runs in a fresh kernel from its own folder, kernel start included, as the book build
-and nbgrader run it. CPU seconds (this process's children) are printed beside wall seconds, since
+Each notebook runs in a fresh kernel from its own folder, kernel start included, as the
+book build
+and nbgrader run it. CPU seconds (this process's children) are printed beside wall
+seconds, since
 wall time on a shared machine also counts other people's work.
 """
 
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "ok" if wall < TARGET_SECONDS else "OVER"
         slow += verdict == "OVER"
         print(
-            f"{str(path.resolve().relative_to(ROOT)):45} {wall:7.1f} {cpu:7.1f}  {verdict}",
+            f"{str(path.resolve().relative_to(ROOT)):45} {wall:7.1f} {cpu:7.1f}  "
+            f"{verdict}",
             flush=True,
         )
     return 1 if slow else 0

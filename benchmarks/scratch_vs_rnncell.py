@@ -1,17 +1,25 @@
-"""How much slower is the course's scratch RNN than a loop of ``nn.RNNCell`` s? (Not a test.)
+"""How much slower is the course's scratch RNN than a loop of ``nn.RNNCell`` s? (Not a
+test.)
 
-Both run the same Python loop over time steps, so they should be close: the scratch cell does
-two matrix products, two additions and a tanh per step, ``nn.RNNCell`` does the same work in
-one C++ call. This script times one forward and backward pass of each, on the same weights and
-inputs, side by side in one run (interleaved repeats, the median of each), and prints the
-ratio scratch / cell loop per size. The course's target is a ratio of at most 1.5. ``nn.RNN``
+Both run the same Python loop over time steps, so they should be close: the scratch cell
+does
+two matrix products, two additions and a tanh per step, ``nn.RNNCell`` does the same
+work in
+one C++ call. This script times one forward and backward pass of each, on the same
+weights and
+inputs, side by side in one run (interleaved repeats, the median of each), and prints
+the
+ratio scratch / cell loop per size. The course's target is a ratio of at most 1.5.
+``nn.RNN``
 (the fused loop) is timed too, for reference.
 
     .venv/bin/python benchmarks/scratch_vs_rnncell.py
     .venv/bin/python benchmarks/scratch_vs_rnncell.py --device cuda --repeats 20
-    .venv/bin/python benchmarks/scratch_vs_rnncell.py --size 100x32x16x64x2 --size 20x1x1x8x1
+    .venv/bin/python benchmarks/scratch_vs_rnncell.py --size 100x32x16x64x2 --size
+    20x1x1x8x1
 
-A size is ``SEQ_LENxBATCHxINPUTxHIDDENxLAYERS``. The exit status is 0 unless ``--check`` is
+A size is ``SEQ_LENxBATCHxINPUTxHIDDENxLAYERS``. The exit status is 0 unless ``--check``
+is
 given and some ratio is above the target.
 """
 
@@ -39,7 +47,8 @@ class Size:
     num_layers: int  # stacked layers
 
     def __str__(self) -> str:
-        return f"{self.seq_len}x{self.batch}x{self.input_size}x{self.hidden_size}x{self.num_layers}"
+        sizes = (self.seq_len, self.batch, self.input_size, self.hidden_size)
+        return "x".join(str(size) for size in (*sizes, self.num_layers))
 
 
 DEFAULT_SIZES = [
@@ -58,7 +67,8 @@ def parse_size(text: str) -> Size:
         numbers = []
     if len(numbers) != 5 or min(numbers) < 1:
         raise argparse.ArgumentTypeError(
-            f"a size is SEQ_LENxBATCHxINPUTxHIDDENxLAYERS with five positive ints, e.g. 50x32x16x64x1; got {text!r}"
+            "a size is SEQ_LENxBATCHxINPUTxHIDDENxLAYERS with five positive ints, "
+            f"e.g. 50x32x16x64x1; got {text!r}"
         )
     return Size(*numbers)
 
@@ -66,7 +76,9 @@ def parse_size(text: str) -> Size:
 def time_one_size(
     size: Size, device: torch.device, repeats: int, warmup: int, dtype: torch.dtype
 ) -> dict:
-    """Median seconds of one forward+backward pass of nn.RNN, the cell loop and the scratch RNN."""
+    """Median seconds of one forward+backward pass of nn.RNN, the cell loop and the
+    scratch RNN.
+    """
     torch.manual_seed(0)
     rnn = torch.nn.RNN(
         size.input_size, size.hidden_size, size.num_layers, device=device, dtype=dtype
@@ -105,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--device",
         default="all",
-        help="cpu, cuda, mps, or 'all' (the CPU, then the best accelerator if there is one); "
-        "default: all",
+        help="cpu, cuda, mps, or 'all' (the CPU, then the best accelerator if there is "
+        "one); default: all",
     )
     parser.add_argument(
         "--repeats",
@@ -136,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check",
         action="store_true",
-        help=f"exit with status 1 if a ratio scratch / cell loop is above {TARGET_RATIO}",
+        help="exit with status 1 if a ratio scratch / cell loop is above "
+        f"{TARGET_RATIO}",
     )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
@@ -157,14 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.sizes or DEFAULT_SIZES
 
     print(
-        f"torch {torch.__version__}, {args.dtype}, median of {args.repeats} interleaved repeats "
+        f"torch {torch.__version__}, {args.dtype}, median of {args.repeats} "
+        "interleaved repeats "
         f"after {args.warmup} warm-up passes; one forward + backward pass each"
     )
     worst = 0.0
     for device in devices:
         print(f"\n{describe_device(device)}")
         print(
-            f"{'size (TxBxIxHxL)':>18} {'scratch ms':>11} {'cell loop ms':>13} {'nn.RNN ms':>10} "
+            f"{'size (TxBxIxHxL)':>18} {'scratch ms':>11} {'cell loop ms':>13} "
+            f"{'nn.RNN ms':>10} "
             f"{'scratch/cell':>13} {'cell/nn.RNN':>12}"
         )
         for size in sizes:
@@ -172,12 +187,15 @@ def main(argv: list[str] | None = None) -> int:
             ratio = seconds["scratch"] / seconds["cell loop"]
             worst = max(worst, ratio)
             print(
-                f"{str(size):>18} {seconds['scratch'] * 1e3:>11.3f} {seconds['cell loop'] * 1e3:>13.3f} "
-                f"{seconds['nn.RNN'] * 1e3:>10.3f} {ratio:>13.2f} {seconds['cell loop'] / seconds['nn.RNN']:>12.2f}"
+                f"{str(size):>18} {seconds['scratch'] * 1e3:>11.3f} "
+                f"{seconds['cell loop'] * 1e3:>13.3f} "
+                f"{seconds['nn.RNN'] * 1e3:>10.3f} {ratio:>13.2f} "
+                f"{seconds['cell loop'] / seconds['nn.RNN']:>12.2f}"
             )
     verdict = "within" if worst <= TARGET_RATIO else "ABOVE"
     print(
-        f"\nlargest ratio scratch / cell loop: {worst:.2f} ({verdict} the target of {TARGET_RATIO})"
+        f"\nlargest ratio scratch / cell loop: {worst:.2f} ({verdict} the target of "
+        f"{TARGET_RATIO})"
     )
     return 1 if args.check and worst > TARGET_RATIO else 0
 

@@ -1,16 +1,21 @@
 """Backpropagation through time, written out by hand (chapter 4).
 
-The unrolled RNN is an ordinary feed-forward graph whose layers share weights. Going backwards
+The unrolled RNN is an ordinary feed-forward graph whose layers share weights. Going
+backwards
 from the last step, the gradient that reaches the hidden state hₜ has two sources:
 
     dL/dhₜ = ∂Lₜ/∂hₜ              (the loss at step t itself: ``grad_output[t]``)
-           + dL/dhₜ₊₁ · ∂hₜ₊₁/∂hₜ   (everything later steps owe to hₜ: the *total* derivative)
+           + dL/dhₜ₊₁ · ∂hₜ₊₁/∂hₜ   (everything later steps owe to hₜ: the *total*
+           derivative)
 
-and because W_x, W_h and b are used at every step, their gradients are the SUM of the per-step
-contributions. Overwriting instead of adding is the classic bug; so is using only the one-step
+and because W_x, W_h and b are used at every step, their gradients are the SUM of the
+per-step
+contributions. Overwriting instead of adding is the classic bug; so is using only the
+one-step
 derivative ∂hₜ/∂W and forgetting the path through hₜ₋₁.
 
-Everything here is plain tensor algebra, with no autograd; the tests check it against autograd
+Everything here is plain tensor algebra, with no autograd; the tests check it against
+autograd
 in float64 and against finite differences.
 """
 
@@ -59,9 +64,11 @@ def layer_forward_with_cache(
     b: torch.Tensor,
     nonlinearity: str = "tanh",
 ) -> tuple[torch.Tensor, LayerCache]:
-    """Unroll one layer (as :func:`rnn_course.rnn.rnn_layer_forward`) and keep what backward needs.
+    """Unroll one layer (as :func:`rnn_course.rnn.rnn_layer_forward`) and keep what
+    backward needs.
 
-    x (seq_len, batch, input), h0 (batch, hidden). Returns (hidden states (seq_len, batch, hidden), cache).
+    x (seq_len, batch, input), h0 (batch, hidden). Returns (hidden states (seq_len,
+    batch, hidden), cache).
     """
     activation = get_activation(nonlinearity)
     h = [h0]
@@ -72,7 +79,9 @@ def layer_forward_with_cache(
 
 
 def activation_derivative(h_t: torch.Tensor, nonlinearity: str) -> torch.Tensor:
-    """f'(zₜ) written with the output hₜ = f(zₜ): 1 - hₜ² for tanh, 1 where hₜ > 0 for ReLU."""
+    """f'(zₜ) written with the output hₜ = f(zₜ): 1 - hₜ² for tanh, 1 where hₜ > 0 for
+    ReLU.
+    """
     if nonlinearity == "tanh":
         return 1 - h_t * h_t
     return (h_t > 0).to(h_t.dtype)
@@ -93,7 +102,8 @@ def _zero_gradients(cache: LayerCache) -> LayerGradients:
 def _backward_one_step(
     dh_t: torch.Tensor, t: int, cache: LayerCache, grads: LayerGradients
 ) -> torch.Tensor:
-    """Push dL/dhₜ (for the state made at step t) through step t; return what reaches hₜ₋₁.
+    """Push dL/dhₜ (for the state made at step t) through step t; return what reaches
+    hₜ₋₁.
 
     Adds (+=, never =) this step's share to the shared weights' gradients.
     """
@@ -121,14 +131,16 @@ def _direct_gradients(
     )
     if grad_output.shape != cache.h[1:].shape:
         raise ValueError(
-            f"grad_output must be (seq_len, batch, hidden) = {(seq_len, batch, hidden)}, "
+            "grad_output must be (seq_len, batch, hidden) = "
+            f"{(seq_len, batch, hidden)}, "
             f"got {tuple(grad_output.shape)}"
         )
     direct = grad_output.clone()  # ∂Lₜ/∂hₜ, the loss at each step on its own state
     if grad_h_n is not None:
         if tuple(grad_h_n.shape) != (batch, hidden):
             raise ValueError(
-                f"grad_h_n must be (batch, hidden) = {(batch, hidden)}, got {tuple(grad_h_n.shape)}"
+                f"grad_h_n must be (batch, hidden) = {(batch, hidden)}, got "
+                f"{tuple(grad_h_n.shape)}"
             )
         direct[-1] += grad_h_n  # h_n is the state made at the last step
     return direct
@@ -139,8 +151,10 @@ def bptt(
 ) -> LayerGradients:
     """Full backpropagation through time for one layer.
 
-    grad_output (seq_len, batch, hidden): ∂L/∂hₜ from each step's own loss only (not what later
-    steps add); grad_h_n (batch, hidden) or None. The gradient is carried from step to step.
+    grad_output (seq_len, batch, hidden): ∂L/∂hₜ from each step's own loss only (not
+    what later
+    steps add); grad_h_n (batch, hidden) or None. The gradient is carried from step to
+    step.
     """
     direct = _direct_gradients(cache, grad_output, grad_h_n)
     grads = _zero_gradients(cache)
@@ -159,11 +173,15 @@ def truncated_bptt(
     k: int,
     grad_h_n: torch.Tensor | None = None,
 ) -> LayerGradients:
-    """Truncated BPTT: the loss at step s sends gradient back through steps s, s-1, …, s-k+1 only.
+    """Truncated BPTT: the loss at step s sends gradient back through steps s, s-1, …,
+    s-k+1 only.
 
-    This is what detaching the hidden state k steps before each loss does. The state made k
-    steps earlier receives nothing from step s's loss, and neither does anything before it.
-    (Chapter 4 also shows the cheaper chunked variant: ``h = h.detach()`` every k steps.)
+    This is what detaching the hidden state k steps before each loss does. The state
+    made k
+    steps earlier receives nothing from step s's loss, and neither does anything before
+    it.
+    (Chapter 4 also shows the cheaper chunked variant: ``h = h.detach()`` every k
+    steps.)
     """
     require_positive_int(k, "k")
     direct = _direct_gradients(cache, grad_output, grad_h_n)
@@ -180,9 +198,11 @@ def truncated_bptt(
 
 
 def rnn_forward_with_cache(model, x: torch.Tensor, h0: torch.Tensor | None = None):
-    """Run a :class:`~rnn_course.rnn.ScratchRNN` layer by layer, keeping each layer's cache.
+    """Run a :class:`~rnn_course.rnn.ScratchRNN` layer by layer, keeping each layer's
+    cache.
 
-    Returns ``(output, h_n, caches)`` with ``output`` and ``h_n`` exactly as ``model(x, h0)``.
+    Returns ``(output, h_n, caches)`` with ``output`` and ``h_n`` exactly as ``model(x,
+    h0)``.
     """
     layout = (
         "(batch, seq_len, input_size)"
@@ -216,7 +236,8 @@ def rnn_backward(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Hand-written BPTT for a stacked :class:`~rnn_course.rnn.ScratchRNN`.
 
-    The top layer is back-propagated first; the gradient with respect to its *inputs* is the
+    The top layer is back-propagated first; the gradient with respect to its *inputs* is
+    the
     ``grad_output`` of the layer below. Returns ``(parameter gradients keyed like
     model.named_parameters(), dL/dx, dL/dh0)``.
     """
@@ -246,12 +267,14 @@ def _as_list(gradients):
     if isinstance(gradients, (list, tuple)):
         return list(gradients), lambda items: type(gradients)(items)
     raise TypeError(
-        f"gradients must be a tensor, or a list, tuple or dict of tensors, got {type(gradients).__name__}"
+        "gradients must be a tensor, or a list, tuple or dict of tensors, got "
+        f"{type(gradients).__name__}"
     )
 
 
 def clip_by_value(gradients, clip_value: float):
-    """Clamp every entry to [-clip_value, clip_value]. Returns new tensors; the input is untouched.
+    """Clamp every entry to [-clip_value, clip_value]. Returns new tensors; the input is
+    untouched.
 
     Clipping entries independently can change the gradient's *direction*.
     """
@@ -274,7 +297,8 @@ def global_norm(gradients) -> torch.Tensor:
 def clip_by_norm(gradients, max_norm: float, eps: float = 1e-6):
     """Rescale all gradients together so their global norm is at most ``max_norm``.
 
-    Returns ``(clipped, total_norm)``; the input is untouched. Unlike clipping by value this
+    Returns ``(clipped, total_norm)``; the input is untouched. Unlike clipping by value
+    this
     keeps the direction. Same rule as ``torch.nn.utils.clip_grad_norm_``: scale by
     max_norm / (total_norm + eps) when that is below 1.
     """
@@ -287,6 +311,8 @@ def clip_by_norm(gradients, max_norm: float, eps: float = 1e-6):
 
 
 def gradient_norms_over_time(grad_h: torch.Tensor) -> torch.Tensor:
-    """‖dL/dhₜ‖ for each step t, averaged over the batch: (seq_len, batch, hidden) -> (seq_len,)."""
+    """‖dL/dhₜ‖ for each step t, averaged over the batch: (seq_len, batch, hidden) ->
+    (seq_len,).
+    """
     require_tensor(grad_h, "grad_h", ndim=3, shape_hint="(seq_len, batch, hidden)")
     return torch.linalg.vector_norm(grad_h, dim=2).mean(dim=1)

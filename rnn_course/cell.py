@@ -4,7 +4,8 @@ One equation is the whole idea:
 
     hₜ = tanh(hₜ₋₁ W_hᵀ + xₜ W_xᵀ + b),   h₀ = 0
 
-The cell's output hₜ is fed back as one of its own inputs at the next step, so hₜ depends
+The cell's output hₜ is fed back as one of its own inputs at the next step, so hₜ
+depends
 on every input seen so far: the cell has memory. The weights follow ``nn.RNN``'s layout
 (``W_x`` is hidden×input, ``W_h`` is hidden×hidden), so they copy straight across
 (chapter 5); ``nn.RNN`` splits ``b`` into two biases, ``b_ih + b_hh``.
@@ -49,7 +50,9 @@ def rnn_cell_step(
 
 
 class MemoryCell(torch.nn.Module):
-    """The memory cell with its own weights, initialised like ``nn.RNNCell``: U(-1/√hidden, 1/√hidden)."""
+    """The memory cell with its own weights, initialised like ``nn.RNNCell``:
+    U(-1/√hidden, 1/√hidden).
+    """
 
     def __init__(
         self,
@@ -80,12 +83,15 @@ class MemoryCell(torch.nn.Module):
     def forward(
         self, x_t: torch.Tensor, h_prev: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """x_t (batch, input_size), h_prev (batch, hidden_size) or None for h₀ = 0 -> hₜ (batch, hidden_size)."""
+        """x_t (batch, input_size), h_prev (batch, hidden_size) or None for h₀ = 0 -> hₜ
+        (batch, hidden_size).
+        """
         require_tensor(x_t, "x_t", ndim=2, shape_hint="(batch, input_size)")
         require_same_device_dtype(self.W_x, "the cell's weights", x_t, "x_t")
         if x_t.shape[1] != self.input_size:
             raise ValueError(
-                f"x_t must be (batch, input_size) = (batch, {self.input_size}), got {tuple(x_t.shape)}"
+                f"x_t must be (batch, input_size) = (batch, {self.input_size}), got "
+                f"{tuple(x_t.shape)}"
             )
         batch = x_t.shape[0]
         if h_prev is None:
@@ -99,4 +105,7 @@ class MemoryCell(torch.nn.Module):
         return rnn_cell_step(x_t, h_prev, self.W_x, self.W_h, self.b, self.nonlinearity)
 
     def extra_repr(self) -> str:
-        return f"input_size={self.input_size}, hidden_size={self.hidden_size}, nonlinearity={self.nonlinearity!r}"
+        return (
+            f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
+            f"nonlinearity={self.nonlinearity!r}"
+        )

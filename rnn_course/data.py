@@ -1,13 +1,18 @@
-"""Real and synthetic sequences (chapter 1, "A neuron without memory"; used again in chapter 6).
+"""Real and synthetic sequences (chapter 1, "A neuron without memory"; used again in
+chapter 6).
 
-The real data are NOAA's daily weather records for Seattle, 2012-2015, shipped inside the
-package (``data/seattle-weather.csv``; source and licence in ``data/SOURCE.md``), so every
+The real data are NOAA's daily weather records for Seattle, 2012-2015, shipped inside
+the
+package (``data/seattle-weather.csv``; source and licence in ``data/SOURCE.md``), so
+every
 chapter runs offline. The steps a forecaster needs, in order:
 
 1. :func:`load_seattle_weather` reads the file into tensors, one value per day;
-2. :func:`split_by_time` cuts the days into train / validation / test periods, in that order,
+2. :func:`split_by_time` cuts the days into train / validation / test periods, in that
+order,
    so that no model ever sees a day from the future of the period it is tested on;
-3. :class:`Standardizer` learns a mean and a standard deviation from the training period only;
+3. :class:`Standardizer` learns a mean and a standard deviation from the training period
+only;
 4. :func:`make_windows` turns a series into (window of past days, next day) pairs, in
    PyTorch's (sequence, batch, feature) layout or batch-first.
 """
@@ -41,7 +46,9 @@ class WeatherData:
 
 
 def load_seattle_weather(dtype: torch.dtype = torch.float32) -> WeatherData:
-    """Read the shipped NOAA file: precipitation (mm), temp_max and temp_min (°C), wind (m/s)."""
+    """Read the shipped NOAA file: precipitation (mm), temp_max and temp_min (°C), wind
+    (m/s).
+    """
     text = (
         resources.files(__package__)
         .joinpath("data", WEATHER_FILE)
@@ -84,10 +91,13 @@ class TimeSplit:
 def split_by_time(
     num_days: int, train_fraction: float = 0.7, validation_fraction: float = 0.15
 ) -> TimeSplit:
-    """Cut ``num_days`` consecutive days into train, validation and test periods, in time order.
+    """Cut ``num_days`` consecutive days into train, validation and test periods, in
+    time order.
 
-    A random split would put days from the test period's past *and future* into training, so a
-    model could interpolate instead of forecast; consecutive periods keep the test honest.
+    A random split would put days from the test period's past *and future* into
+    training, so a
+    model could interpolate instead of forecast; consecutive periods keep the test
+    honest.
     """
     require_positive_int(num_days, "num_days")
     if not (
@@ -96,14 +106,17 @@ def split_by_time(
         and train_fraction + validation_fraction < 1
     ):
         raise ValueError(
-            "expected 0 < train_fraction < 1, 0 <= validation_fraction < 1 and their sum < 1 "
-            f"(the rest is the test period), got {train_fraction} and {validation_fraction}"
+            "expected 0 < train_fraction < 1, 0 <= validation_fraction < 1 and their "
+            "sum < 1 "
+            f"(the rest is the test period), got {train_fraction} and "
+            f"{validation_fraction}"
         )
     train_end = math.floor(num_days * train_fraction)
     validation_end = train_end + math.floor(num_days * validation_fraction)
     if train_end < 1 or validation_end >= num_days:
         raise ValueError(
-            f"{num_days} days are too few to split into non-empty train and test periods"
+            f"{num_days} days are too few to split into non-empty train and test "
+            "periods"
         )
     return TimeSplit(
         slice(0, train_end),
@@ -113,7 +126,8 @@ def split_by_time(
 
 
 class Standardizer:
-    """Shift and scale a series to mean 0 and standard deviation 1, using the training period only.
+    """Shift and scale a series to mean 0 and standard deviation 1, using the training
+    period only.
 
     Fitting on all the data would leak the test period's mean into training.
     """
@@ -126,13 +140,15 @@ class Standardizer:
         require_tensor(train_series, "train_series")
         if train_series.shape[0] < 2:
             raise ValueError(
-                f"need at least 2 training values to estimate a spread, got {train_series.shape[0]}"
+                "need at least 2 training values to estimate a spread, got "
+                f"{train_series.shape[0]}"
             )
         self.mean = train_series.mean(dim=0)
         self.std = train_series.std(dim=0)
         if (self.std == 0).any():
             raise ValueError(
-                "the training series is constant: its standard deviation is 0, so it cannot be scaled"
+                "the training series is constant: its standard deviation is 0, so it "
+                "cannot be scaled"
             )
         return self
 
@@ -160,8 +176,10 @@ def make_windows(
 
     ``series`` is (days,) or (days, features). Returns ``(inputs, targets)`` with
     inputs (window, num_windows, features) — or (num_windows, window, features) when
-    ``batch_first`` — and targets (num_windows, 1): the value of ``target_feature`` on the day
-    right after each window. Window ``i`` covers days ``i .. i+window-1`` and its target is day
+    ``batch_first`` — and targets (num_windows, 1): the value of ``target_feature`` on
+    the day
+    right after each window. Window ``i`` covers days ``i .. i+window-1`` and its target
+    is day
     ``i+window``.
     """
     series = require_series(series)  # (days, features)
@@ -174,7 +192,8 @@ def make_windows(
     num_windows = days - window
     if num_windows < 1:
         raise ValueError(
-            f"a window of {window} days plus a next-day target needs at least {window + 1} days, "
+            f"a window of {window} days plus a next-day target needs at least "
+            f"{window + 1} days, "
             f"the series has {days}"
         )
     windows = series.unfold(0, window, 1)[
@@ -196,7 +215,8 @@ def noisy_sine_sequences(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Synthetic data for quick experiments: sine waves with random phase and period, plus noise.
+    """Synthetic data for quick experiments: sine waves with random phase and period,
+    plus noise.
 
     Returns (length, num_sequences, 1), in the (sequence, batch, feature) layout.
     """

@@ -1,7 +1,8 @@
 """A neuron without memory (chapter 1).
 
 A neuron computes ŷ = f(x·wᵀ + b): a weighted sum of its inputs plus a bias, through an
-activation f (none, for forecasting a temperature). Seeing one day it can only map today's
+activation f (none, for forecasting a temperature). Seeing one day it can only map
+today's
 temperature to tomorrow's; the "fixed window" predictor gives it one input per past day.
 Neither remembers anything between calls: that is what chapter 2's memory cell adds.
 """
@@ -14,7 +15,9 @@ from .validate import require_positive_int, require_tensor
 
 
 class Neuron(torch.nn.Module):
-    """ŷ = activation(x·wᵀ + b), with ``weight`` (1, in_features) and ``bias`` (1,) like ``nn.Linear``."""
+    """ŷ = activation(x·wᵀ + b), with ``weight`` (1, in_features) and ``bias`` (1,) like
+    ``nn.Linear``.
+    """
 
     def __init__(
         self,
@@ -45,7 +48,8 @@ class Neuron(torch.nn.Module):
 
 
 def window_to_features(inputs: torch.Tensor, batch_first: bool = False) -> torch.Tensor:
-    """Flatten windows from :func:`rnn_course.data.make_windows` into one row of features each.
+    """Flatten windows from :func:`rnn_course.data.make_windows` into one row of
+    features each.
 
     (window, batch, features) -> (batch, window * features): "one input per past day".
     """
@@ -58,16 +62,19 @@ def window_to_features(inputs: torch.Tensor, batch_first: bool = False) -> torch
 def fit_least_squares(
     neuron: Neuron, features: torch.Tensor, targets: torch.Tensor
 ) -> Neuron:
-    """Set a linear neuron's weight and bias to the least-squares solution (no training loop needed).
+    """Set a linear neuron's weight and bias to the least-squares solution (no training
+    loop needed).
 
-    ``features`` (batch, in_features), ``targets`` (batch, 1). The bias is the weight of an
+    ``features`` (batch, in_features), ``targets`` (batch, 1). The bias is the weight of
+    an
     extra input that is always 1.
     """
     require_tensor(features, "features", ndim=2, shape_hint="(batch, in_features)")
     require_tensor(targets, "targets", ndim=2, shape_hint="(batch, 1)")
     if targets.shape != (features.shape[0], 1):
         raise ValueError(
-            f"targets must be (batch, 1) = ({features.shape[0]}, 1), got {tuple(targets.shape)}"
+            f"targets must be (batch, 1) = ({features.shape[0]}, 1), got "
+            f"{tuple(targets.shape)}"
         )
     if features.shape[1] != neuron.in_features:
         raise ValueError(
@@ -89,7 +96,9 @@ def fit_least_squares(
 def persistence_forecast(
     inputs: torch.Tensor, batch_first: bool = False, target_feature: int = 0
 ) -> torch.Tensor:
-    """The baseline every forecaster must beat: tomorrow will be like today. Returns (batch, 1)."""
+    """The baseline every forecaster must beat: tomorrow will be like today. Returns
+    (batch, 1).
+    """
     require_tensor(inputs, "inputs", ndim=3, shape_hint="(window, batch, features)")
     last_day = inputs[:, -1] if batch_first else inputs[-1]  # (batch, features)
     return last_day[:, target_feature : target_feature + 1].clone()  # (batch, 1)
@@ -98,11 +107,15 @@ def persistence_forecast(
 def climatology_forecast(
     dates, values: torch.Tensor, fit_days: slice, target_days
 ) -> torch.Tensor:
-    """The calendar baseline of chapter 6: the mean of ``values`` on the same calendar day.
+    """The calendar baseline of chapter 6: the mean of ``values`` on the same calendar
+    day.
 
-    For every index in ``target_days``, the mean of ``values`` over the days of ``fit_days`` (the
-    training years) that share its month and day: a forecast that knows the season and nothing
-    about the weather of the last days. ``dates`` holds one ``datetime.date`` per entry of
+    For every index in ``target_days``, the mean of ``values`` over the days of
+    ``fit_days`` (the
+    training years) that share its month and day: a forecast that knows the season and
+    nothing
+    about the weather of the last days. ``dates`` holds one ``datetime.date`` per entry
+    of
     ``values`` (days,). Returns (len(target_days),).
     """
     require_tensor(values, "values", ndim=1, shape_hint="(days,)")
@@ -132,7 +145,8 @@ def mean_absolute_error(predictions: torch.Tensor, targets: torch.Tensor) -> flo
     """Average |prediction - target|, in the targets' units (°C for temperatures)."""
     if predictions.shape != targets.shape:
         raise ValueError(
-            f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} "
+            f"predictions {tuple(predictions.shape)} and targets "
+            f"{tuple(targets.shape)} "
             "must have the same shape"
         )
     return (predictions - targets).abs().mean().item()

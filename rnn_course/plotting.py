@@ -1,8 +1,11 @@
-"""Figures the chapters draw: the memory cell with its loop (chapter 2), the unrolled network for any
-length and depth (chapter 3), gradient norms over time and an offline interactive player for
+"""Figures the chapters draw: the memory cell with its loop (chapter 2), the unrolled
+network for any
+length and depth (chapter 3), gradient norms over time and an offline interactive player
+for
 animated figures (chapter 4).
 
-Every figure is drawn with matplotlib from numbers, so changing a length or a layer count in a
+Every figure is drawn with matplotlib from numbers, so changing a length or a layer
+count in a
 chapter redraws the picture. Each function takes an optional ``ax`` and returns it.
 """
 
@@ -17,8 +20,10 @@ CELL_COLOUR = "#cfe3f6"
 INPUT_COLOUR = "#fde9c9"
 OUTPUT_COLOUR = "#d7f0d2"
 UNROLLED_SPACING = (1.7, 1.1)
-"""(dx, dy): draw_unrolled puts cell (step t, layer l) at (t * dx, l * dy), inputs at y = 0, outputs one
-row above the top layer; cell boxes are 0.8 wide and 0.5 high. Chapter 4 draws on top of it."""
+"""(dx, dy): draw_unrolled puts cell (step t, layer l) at (t * dx, l * dy), inputs at y
+= 0, outputs one
+row above the top layer; cell boxes are 0.8 wide and 0.5 high. Chapter 4 draws on top of
+it."""
 
 
 def _box(ax, x, y, text, colour, width=0.8, height=0.5, fontsize=11):
@@ -71,7 +76,8 @@ def _arrow(
 
 
 def draw_memory_cell(ax=None, fontsize: int = 14):
-    """The folded picture (chapter 2): one cell, hₜ = tanh(hₜ₋₁W_hᵀ + xₜW_xᵀ + b), whose output
+    """The folded picture (chapter 2): one cell, hₜ = tanh(hₜ₋₁W_hᵀ + xₜW_xᵀ + b), whose
+    output
     loops back as its input at the next step. Labels are ``fontsize`` points."""
     if ax is None:
         _, ax = plt.subplots(figsize=(4.2, 4.2))
@@ -115,13 +121,16 @@ def draw_unrolled(
 ):
     """The RNN unrolled over ``seq_len`` steps with ``num_layers`` stacked layers.
 
-    Cell boxes in one row share the same weights (labelled once per layer); horizontal arrows
-    carry hidden states through time, vertical ones carry each layer's states up to the next.
+    Cell boxes in one row share the same weights (labelled once per layer); horizontal
+    arrows
+    carry hidden states through time, vertical ones carry each layer's states up to the
+    next.
     """
     require_positive_int(seq_len, "seq_len")
     require_positive_int(num_layers, "num_layers")
     dx, dy = (
-        UNROLLED_SPACING  # distance between steps and between rows (cell boxes are 0.8 x 0.5)
+        # distance between steps and between rows (cell boxes are 0.8 x 0.5)
+        UNROLLED_SPACING
     )
     label_x = (
         seq_len + 1.2
@@ -142,7 +151,8 @@ def draw_unrolled(
         _arrow(ax, (0.375, y), (dx - 0.4, y))
         for t in range(1, seq_len + 1):
             _box(ax, t * dx, y, "cell", CELL_COLOUR)
-            # h_t leaves to the right: into the next step, or out of the network after the last
+            # h_t leaves to the right: into the next step, or out of the network after
+            # the last
             _arrow(ax, (t * dx + 0.4, y), ((t + 1) * dx - 0.4, y))
             ax.text(
                 (t + 0.5) * dx,
@@ -192,13 +202,15 @@ LINE_STYLES = [
     ("v", "-"),
     ("x", "--"),
 ]
-"""(marker, line style) pairs that tell lines apart without colour, in plotting order."""
+"""(marker, line style) pairs that tell lines apart without colour, in plotting order.
+"""
 
 
 def plot_gradient_norms(
     norms_by_label: dict, ax=None, log_scale: bool = True, title: str | None = None
 ):
-    """‖dL/dhₜ‖ against the step t (chapter 4), one line per setting (e.g. per spectral radius
+    """‖dL/dhₜ‖ against the step t (chapter 4), one line per setting (e.g. per spectral
+    radius
     of W_h); lines differ by marker and line style as well as colour."""
     if not norms_by_label:
         raise ValueError(
@@ -241,9 +253,12 @@ _BUTTON_TEXT = {
 
 
 def animation_html(animation, alt: str) -> str:
-    """An interactive figure for a static, offline page (chapter 4): matplotlib's JavaScript
-    player (``to_jshtml``: one PNG per frame, a slider and buttons), with a text alternative on
-    the image, and text on the buttons instead of icons from a web font that would be fetched
+    """An interactive figure for a static, offline page (chapter 4): matplotlib's
+    JavaScript
+    player (``to_jshtml``: one PNG per frame, a slider and buttons), with a text
+    alternative on
+    the image, and text on the buttons instead of icons from a web font that would be
+    fetched
     from a CDN."""
     if not alt.strip():
         raise ValueError(

@@ -1,16 +1,21 @@
 """Unrolling through time, and stacking layers (chapter 3).
 
-Unrolling the memory cell over a sequence x₁ … x_T applies the *same* weights at every step:
+Unrolling the memory cell over a sequence x₁ … x_T applies the *same* weights at every
+step:
 
     h₁ = f(h₀ W_hᵀ + x₁ W_xᵀ + b),  h₂ = f(h₁ W_hᵀ + x₂ W_xᵀ + b),  …
 
-A stacked (multi-layer) RNN feeds layer ℓ's hidden states to layer ℓ+1 as its inputs; the
-network's ``output`` is the last layer's hidden state at every step, and ``h_n`` is every
+A stacked (multi-layer) RNN feeds layer ℓ's hidden states to layer ℓ+1 as its inputs;
+the
+network's ``output`` is the last layer's hidden state at every step, and ``h_n`` is
+every
 layer's hidden state at the last step. Shapes follow ``nn.RNN`` exactly:
 
-    input   (seq_len, batch, input_size)     or (batch, seq_len, input_size) when batch_first
+    input   (seq_len, batch, input_size)     or (batch, seq_len, input_size) when
+    batch_first
     h_0     (num_layers, batch, hidden_size) — also when batch_first
-    output  (seq_len, batch, hidden_size)    or (batch, seq_len, hidden_size) when batch_first
+    output  (seq_len, batch, hidden_size)    or (batch, seq_len, hidden_size) when
+    batch_first
     h_n     (num_layers, batch, hidden_size) — also when batch_first
 """
 
@@ -30,7 +35,8 @@ def rnn_layer_forward(
     b: torch.Tensor,
     nonlinearity: str = "tanh",
 ) -> torch.Tensor:
-    """Unroll one layer over time. x (seq_len, batch, input_size), h0 (batch, hidden_size).
+    """Unroll one layer over time. x (seq_len, batch, input_size), h0 (batch,
+    hidden_size).
 
     Returns every hidden state h₁ … h_T as (seq_len, batch, hidden_size).
     """
@@ -43,9 +49,11 @@ def rnn_layer_forward(
 
 
 class ScratchRNN(torch.nn.Module):
-    """A stacked RNN built from :class:`~rnn_course.cell.MemoryCell` s, with ``nn.RNN``'s interface.
+    """A stacked RNN built from :class:`~rnn_course.cell.MemoryCell` s, with
+    ``nn.RNN``'s interface.
 
-    ``cells[k]`` holds layer k's ``W_x``, ``W_h`` and ``b``; layer 0 reads ``input_size``
+    ``cells[k]`` holds layer k's ``W_x``, ``W_h`` and ``b``; layer 0 reads
+    ``input_size``
     features, every later layer reads the ``hidden_size`` states of the layer below.
     """
 
@@ -80,7 +88,9 @@ class ScratchRNN(torch.nn.Module):
     def forward(
         self, x: torch.Tensor, h0: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(output, h_n)`` exactly as ``nn.RNN`` does (shapes in the module docstring)."""
+        """Return ``(output, h_n)`` exactly as ``nn.RNN`` does (shapes in the module
+        docstring).
+        """
         layout = (
             "(batch, seq_len, input_size)"
             if self.batch_first
@@ -97,7 +107,8 @@ class ScratchRNN(torch.nn.Module):
             )
         if features != self.input_size:
             raise ValueError(
-                f"x must have input_size = {self.input_size} features in its last dimension, "
+                f"x must have input_size = {self.input_size} features in its last "
+                "dimension, "
                 f"got {features} (shape {tuple(x.shape)} with layout {layout})"
             )
         h0 = self._initial_state(h0, batch, x)
@@ -128,7 +139,8 @@ class ScratchRNN(torch.nn.Module):
         require_same_device_dtype(x, "x", h0, "h0")
         if tuple(h0.shape) != expected:
             hint = (
-                " (h0 stays (num_layers, batch, hidden_size) even when batch_first=True)"
+                " (h0 stays (num_layers, batch, hidden_size) even when "
+                "batch_first=True)"
                 if self.batch_first
                 else ""
             )

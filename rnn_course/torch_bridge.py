@@ -5,12 +5,15 @@ PyTorch stores layer k's weights as
     weight_ih_l{k}  (hidden, input)   = our W_x
     weight_hh_l{k}  (hidden, hidden)  = our W_h
     bias_ih_l{k}    (hidden,)    }
-    bias_hh_l{k}    (hidden,)    }  two biases that are only ever added: b = bias_ih + bias_hh
+    bias_hh_l{k}    (hidden,)    }  two biases that are only ever added: b = bias_ih +
+    bias_hh
 
-(cuDNN's kernels have both, so PyTorch does too.) Going from one bias to two, any split works;
+(cuDNN's kernels have both, so PyTorch does too.) Going from one bias to two, any split
+works;
 we put all of b in ``bias_ih`` and zeros in ``bias_hh``.
 
-``nn.RNN`` runs the whole sequence in one call (a fused loop in C++ or cuDNN). ``nn.RNNCell``
+``nn.RNN`` runs the whole sequence in one call (a fused loop in C++ or cuDNN).
+``nn.RNNCell``
 does one step; looping it by hand is slower but lets you act between steps, e.g. feed a
 prediction back in as the next input.
 """
@@ -35,7 +38,9 @@ def _check_supported(rnn: torch.nn.RNN) -> None:
 
 
 def torch_rnn_to_scratch(rnn: torch.nn.RNN) -> ScratchRNN:
-    """A :class:`ScratchRNN` that computes exactly what ``rnn`` computes (b = bias_ih + bias_hh)."""
+    """A :class:`ScratchRNN` that computes exactly what ``rnn`` computes (b = bias_ih +
+    bias_hh).
+    """
     _check_supported(rnn)
     weight = rnn.weight_ih_l0
     scratch = ScratchRNN(
@@ -85,7 +90,9 @@ def scratch_to_torch_rnn(scratch: ScratchRNN) -> torch.nn.RNN:
 
 
 def torch_rnn_to_cells(rnn: torch.nn.RNN) -> torch.nn.ModuleList:
-    """One ``nn.RNNCell`` per layer of ``rnn``, holding that layer's four weight tensors."""
+    """One ``nn.RNNCell`` per layer of ``rnn``, holding that layer's four weight
+    tensors.
+    """
     _check_supported(rnn)
     weight = rnn.weight_ih_l0
     cells = torch.nn.ModuleList()
@@ -112,9 +119,11 @@ def torch_rnn_to_cells(rnn: torch.nn.RNN) -> torch.nn.ModuleList:
 def cell_loop(
     cells, x: torch.Tensor, h0: torch.Tensor | None = None, batch_first: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run a stack of ``nn.RNNCell`` s over a sequence by hand; returns ``(output, h_n)`` like ``nn.RNN``.
+    """Run a stack of ``nn.RNNCell`` s over a sequence by hand; returns ``(output,
+    h_n)`` like ``nn.RNN``.
 
-    Each layer's state starts at h0[layer] (zeros if h0 is None); at each step, layer k's new
+    Each layer's state starts at h0[layer] (zeros if h0 is None); at each step, layer
+    k's new
     state is the input of layer k+1, and the top layer's state is the step's output.
     """
     if len(cells) == 0:
@@ -137,7 +146,8 @@ def cell_loop(
         h0 = x.new_zeros(len(cells), batch, hidden_size)  # (layers, batch, hidden)
     elif tuple(h0.shape) != (len(cells), batch, hidden_size):
         raise ValueError(
-            f"h0 must be (num_layers, batch, hidden_size) = {(len(cells), batch, hidden_size)}, "
+            "h0 must be (num_layers, batch, hidden_size) = "
+            f"{(len(cells), batch, hidden_size)}, "
             f"got {tuple(h0.shape)} (h0 is never batch-first)"
         )
     h = list(h0.unbind(0))  # one (batch, hidden) state per layer

@@ -3,23 +3,35 @@
 The pieces of a forecaster, in the order chapter 6 uses them:
 
 1. :class:`ForecastConfig` holds every hyper-parameter, each with a comment saying why;
-2. :class:`RNNForecaster`: ``nn.RNN`` reads a window of days, and a linear layer turns the last
-   hidden state h_T into tomorrow's value. With ``predict_change`` it predicts the change from
-   the last day instead, ŷ = x_T + Linear(h_T), so an untrained model starts as the persistence
-   baseline ("tomorrow will be like today") and training only has to learn the correction;
+2. :class:`RNNForecaster`: ``nn.RNN`` reads a window of days, and a linear layer turns
+the last
+   hidden state h_T into tomorrow's value. With ``predict_change`` it predicts the
+   change from
+   the last day instead, ŷ = x_T + Linear(h_T), so an untrained model starts as the
+   persistence
+   baseline ("tomorrow will be like today") and training only has to learn the
+   correction;
 3. :func:`train_forecaster`: shuffled mini-batches of windows, Adam, clipping by norm
-   (chapter 4), a tqdm progress bar, and the weights of the epoch with the lowest validation loss;
-4. :func:`predict`, :func:`to_celsius`, :func:`mae_celsius`: errors in °C, after undoing the
+   (chapter 4), a tqdm progress bar, and the weights of the epoch with the lowest
+   validation loss;
+4. :func:`predict`, :func:`to_celsius`, :func:`mae_celsius`: errors in °C, after undoing
+the
    standardisation;
-5. :func:`forecast_multi_step`: several days ahead, each prediction fed back in as the next input;
-6. :func:`make_streams`, :func:`train_stateful`: stateful training, where the hidden state is
-   carried from one batch to the next and detached, so backpropagation stops at the batch boundary;
-7. :func:`pad_sequences`, :func:`run_packed`, :func:`last_valid_steps`: sequences of different
+5. :func:`forecast_multi_step`: several days ahead, each prediction fed back in as the
+next input;
+6. :func:`make_streams`, :func:`train_stateful`: stateful training, where the hidden
+state is
+   carried from one batch to the next and detached, so backpropagation stops at the
+   batch boundary;
+7. :func:`pad_sequences`, :func:`run_packed`, :func:`last_valid_steps`: sequences of
+different
    lengths in one batch.
 
 Shapes follow ``nn.RNN``: (seq_len, batch, features), or (batch, seq_len, features) with
-``batch_first``; hidden states are (num_layers, batch, hidden_size) either way. Training and
-prediction take a ``device`` (by default the model's); :func:`predict` and the metrics return
+``batch_first``; hidden states are (num_layers, batch, hidden_size) either way. Training
+and
+prediction take a ``device`` (by default the model's); :func:`predict` and the metrics
+return
 CPU values, so printed numbers do not depend on where the model ran.
 """
 
@@ -44,15 +56,21 @@ from .validate import (
 )
 
 PROGRESS_COLUMNS = 88
-"""Width of the progress bars: the book's text column, so no line of a bar is cut off."""
+"""Width of the progress bars: the book's text column, so no line of a bar is cut off.
+"""
 
 
 @dataclass
 class ForecastConfig:
-    """Hyper-parameters of chapter 6's forecaster (a handful of settings tried on the validation period)."""
+    """Hyper-parameters of chapter 6's forecaster (a handful of settings tried on the
+    validation period).
+    """
 
-    window: int = 14  # days the RNN reads before each forecast (for cutting windows): two weeks of weather
-    hidden_size: int = 16  # size of hₜ: enough for a few weather features, small enough to train in a second
+    # days the RNN reads before each forecast (for cutting windows): two weeks of
+    # weather
+    window: int = 14
+    # size of hₜ: enough for a few weather features, small enough to train in a second
+    hidden_size: int = 16
     num_layers: int = 1  # one recurrent layer (chapter 3 stacks more)
     predict_change: bool = (
         True  # forecast tomorrow minus today: an untrained model starts as persistence
@@ -85,11 +103,14 @@ class TrainingHistory:
     )
 
 
-# --- data: calendar features and windows for a period -----------------------------------------------
+# --- data: calendar features and windows for a period
+# -----------------------------------------------
 
 
 def season_features(dates: Sequence) -> torch.Tensor:
-    """sin and cos of the day of the year: (days, 2). 31 December sits next to 1 January on the circle."""
+    """sin and cos of the day of the year: (days, 2). 31 December sits next to 1 January
+    on the circle.
+    """
     if len(dates) == 0:
         raise ValueError("dates is empty")
     day_of_year = torch.tensor(
@@ -108,7 +129,8 @@ def windows_for_period(
 ):
     """Windows whose *targets* are the days of ``period``, e.g. ``split.test``.
 
-    The first target is the period's first day, so its inputs are the ``window`` days just
+    The first target is the period's first day, so its inputs are the ``window`` days
+    just
     before the period: past days may be read, no day after the target is. Returns
     :func:`rnn_course.data.make_windows`'s ``(inputs, targets)``.
     """
@@ -119,7 +141,8 @@ def windows_for_period(
     )
     if start < window:
         raise ValueError(
-            f"the period starts at day {start}, but a window of {window} days needs {window} days "
+            f"the period starts at day {start}, but a window of {window} days needs "
+            f"{window} days "
             "before it; use a later period or a shorter window"
         )
     return make_windows(
@@ -131,10 +154,13 @@ def windows_for_period(
 
 
 def make_multi_step_windows(series: torch.Tensor, window: int, steps: int):
-    """Every (``window`` days, the ``steps`` days after them) pair, for multi-step forecasting.
+    """Every (``window`` days, the ``steps`` days after them) pair, for multi-step
+    forecasting.
 
-    ``series`` (days, features) -> inputs (window, N, features) and targets (steps, N, features),
-    with N = days - window - steps + 1. Window ``i`` covers days ``i .. i+window-1`` and its
+    ``series`` (days, features) -> inputs (window, N, features) and targets (steps, N,
+    features),
+    with N = days - window - steps + 1. Window ``i`` covers days ``i .. i+window-1`` and
+    its
     targets are days ``i+window .. i+window+steps-1``.
     """
     require_tensor(series, "series", ndim=2, shape_hint="(days, features)")
@@ -143,7 +169,8 @@ def make_multi_step_windows(series: torch.Tensor, window: int, steps: int):
     num_windows = series.shape[0] - window - steps + 1
     if num_windows < 1:
         raise ValueError(
-            f"a window of {window} days plus {steps} target days needs at least {window + steps} days, "
+            f"a window of {window} days plus {steps} target days needs at least "
+            f"{window + steps} days, "
             f"the series has {series.shape[0]}"
         )
     pieces = series.unfold(0, window + steps, 1)  # (N, features, window + steps)
@@ -151,14 +178,18 @@ def make_multi_step_windows(series: torch.Tensor, window: int, steps: int):
     return pieces[:window].contiguous(), pieces[window:].contiguous()
 
 
-# --- the model -------------------------------------------------------------------------------------
+# --- the model
+# -------------------------------------------------------------------------------------
 
 
 class RNNForecaster(nn.Module):
-    """``nn.RNN`` followed by a linear layer on the last hidden state: ŷ = Linear(h_T) (+ x_T).
+    """``nn.RNN`` followed by a linear layer on the last hidden state: ŷ = Linear(h_T)
+    (+ x_T).
 
-    The model forecasts the first ``output_size`` input features (put the targets first). With
-    ``predict_change`` the linear layer starts at zero, so the first forecast is the last day's value.
+    The model forecasts the first ``output_size`` input features (put the targets
+    first). With
+    ``predict_change`` the linear layer starts at zero, so the first forecast is the
+    last day's value.
     """
 
     def __init__(
@@ -180,7 +211,8 @@ class RNNForecaster(nn.Module):
             require_positive_int(value, name)
         if output_size > input_size:
             raise ValueError(
-                f"output_size ({output_size}) cannot exceed input_size ({input_size}): the model "
+                f"output_size ({output_size}) cannot exceed input_size ({input_size}): "
+                "the model "
                 "forecasts the first output_size input features"
             )
         self.input_size, self.hidden_size, self.output_size = (
@@ -205,9 +237,11 @@ class RNNForecaster(nn.Module):
         h0: torch.Tensor | None = None,
         lengths: torch.Tensor | Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forecast the day after each sequence. Returns ``(y_hat (batch, output_size), h_n)``.
+        """Forecast the day after each sequence. Returns ``(y_hat (batch, output_size),
+        h_n)``.
 
-        ``lengths`` (batch,): the true length of each padded sequence; the forecast then uses
+        ``lengths`` (batch,): the true length of each padded sequence; the forecast then
+        uses
         each sequence's own last step, never the padding.
         """
         self._check_input(x, h0)
@@ -226,7 +260,9 @@ class RNNForecaster(nn.Module):
     def forward_every_step(
         self, x: torch.Tensor, h0: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A forecast after *every* step: ``(y_hat (seq_len, batch, output_size), h_n)`` (stateful training)."""
+        """A forecast after *every* step: ``(y_hat (seq_len, batch, output_size), h_n)``
+        (stateful training).
+        """
         self._check_input(x, h0)
         output, h_n = self.rnn(
             x, h0
@@ -250,7 +286,8 @@ class RNNForecaster(nn.Module):
         require_tensor(x, "x", ndim=3, shape_hint=layout)
         if x.shape[-1] != self.input_size:
             raise ValueError(
-                f"x must have input_size = {self.input_size} features in its last dimension, "
+                f"x must have input_size = {self.input_size} features in its last "
+                "dimension, "
                 f"got shape {tuple(x.shape)} (layout {layout})"
             )
         if 0 in x.shape[:2]:
@@ -261,7 +298,8 @@ class RNNForecaster(nn.Module):
             expected = (self.num_layers, batch, self.hidden_size)
             if tuple(h0.shape) != expected:
                 raise ValueError(
-                    f"h0 must be (num_layers, batch, hidden_size) = {expected}, got {tuple(h0.shape)} "
+                    f"h0 must be (num_layers, batch, hidden_size) = {expected}, got "
+                    f"{tuple(h0.shape)} "
                     "(h0 is never batch-first)"
                 )
 
@@ -269,10 +307,13 @@ class RNNForecaster(nn.Module):
 def make_forecaster(
     input_size: int, config: ForecastConfig, output_size: int = 1, device=None
 ) -> RNNForecaster:
-    """A forecaster whose initial weights depend only on ``config.seed``, whatever the device.
+    """A forecaster whose initial weights depend only on ``config.seed``, whatever the
+    device.
 
-    The weights are drawn on the CPU (a GPU's random generator draws other numbers) from a
-    forked generator, so the caller's random state is left alone; then the model moves to ``device``.
+    The weights are drawn on the CPU (a GPU's random generator draws other numbers) from
+    a
+    forked generator, so the caller's random state is left alone; then the model moves
+    to ``device``.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -290,7 +331,8 @@ def _model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-# --- training on windows ---------------------------------------------------------------------------
+# --- training on windows
+# ---------------------------------------------------------------------------
 
 
 def _check_pairs(
@@ -303,7 +345,8 @@ def _check_pairs(
     num_windows = inputs.shape[0] if model.batch_first else inputs.shape[1]
     if tuple(targets.shape) != (num_windows, model.output_size):
         raise ValueError(
-            f"targets must be (num_windows, output_size) = ({num_windows}, {model.output_size}) to match "
+            f"targets must be (num_windows, output_size) = ({num_windows}, "
+            f"{model.output_size}) to match "
             f"inputs {tuple(inputs.shape)}, got {tuple(targets.shape)}"
         )
     if inputs.shape[-1] != model.input_size:
@@ -320,7 +363,8 @@ def minibatches(
     generator: torch.Generator | None = None,
     batch_first: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x (window, batch, features), y (batch, output))`` mini-batches; shuffled when a generator is given.
+    """Yield ``(x (window, batch, features), y (batch, output))`` mini-batches; shuffled
+    when a generator is given.
 
     The order is drawn on the CPU, so it is the same on every device.
     """
@@ -348,7 +392,9 @@ def train_one_epoch(
     generator: torch.Generator | None = None,
     max_grad_norm: float | None = None,
 ) -> float:
-    """One pass over the windows, one optimiser step per mini-batch. Returns the mean training loss."""
+    """One pass over the windows, one optimiser step per mini-batch. Returns the mean
+    training loss.
+    """
     model.train()
     total_loss = 0.0
     for x, y in minibatches(inputs, targets, batch_size, generator, model.batch_first):
@@ -390,10 +436,13 @@ def train_forecaster(
     device=None,
     progress: bool = True,
 ) -> TrainingHistory:
-    """Train on (window, next day) pairs for ``config.epochs`` epochs with Adam; returns the losses.
+    """Train on (window, next day) pairs for ``config.epochs`` epochs with Adam; returns
+    the losses.
 
-    With ``validation`` = (inputs, targets), the model ends with the weights of the epoch whose
-    validation loss was lowest (early stopping without stopping). ``progress=False`` hides the bar.
+    With ``validation`` = (inputs, targets), the model ends with the weights of the
+    epoch whose
+    validation loss was lowest (early stopping without stopping). ``progress=False``
+    hides the bar.
     """
     _check_pairs(inputs, targets, model)
     require_positive_int(config.epochs, "config.epochs")
@@ -409,7 +458,8 @@ def train_forecaster(
         config.seed
     )  # the mini-batch order, on the CPU
     history, best_state = TrainingHistory(), None
-    # mininterval: redraw at most once a second; in a stored notebook every redraw becomes a new line
+    # mininterval: redraw at most once a second; in a stored notebook every redraw
+    # becomes a new line
     bar = tqdm(
         range(config.epochs),
         desc="training",
@@ -449,7 +499,8 @@ def train_forecaster(
     return history
 
 
-# --- evaluation ------------------------------------------------------------------------------------
+# --- evaluation
+# ------------------------------------------------------------------------------------
 
 
 @torch.no_grad()
@@ -476,7 +527,9 @@ def predict(
 def to_celsius(
     scaled: torch.Tensor, standardizer: Standardizer, feature: int = 0
 ) -> torch.Tensor:
-    """Undo the standardisation of one feature: scaled · std + mean (°C for a temperature)."""
+    """Undo the standardisation of one feature: scaled · std + mean (°C for a
+    temperature).
+    """
     if standardizer.mean is None or standardizer.std is None:
         raise RuntimeError(
             "the standardizer is not fitted: call fit(train_series) first"
@@ -500,7 +553,8 @@ def mae_celsius(
     """Mean absolute error in °C of standardised predictions, computed on the CPU."""
     if predictions.shape != targets.shape:
         raise ValueError(
-            f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} "
+            f"predictions {tuple(predictions.shape)} and targets "
+            f"{tuple(targets.shape)} "
             "must have the same shape"
         )
     errors = to_celsius(predictions.cpu(), standardizer, feature) - to_celsius(
@@ -509,17 +563,21 @@ def mae_celsius(
     return errors.abs().mean().item()
 
 
-# --- several days ahead: feeding predictions back --------------------------------------------------
+# --- several days ahead: feeding predictions back
+# --------------------------------------------------
 
 
 @torch.no_grad()
 def forecast_multi_step(
     model: RNNForecaster, history: torch.Tensor, steps: int
 ) -> torch.Tensor:
-    """Forecast ``steps`` days after ``history`` (window, batch, features), feeding each forecast back.
+    """Forecast ``steps`` days after ``history`` (window, batch, features), feeding each
+    forecast back.
 
-    After reading the history the RNN keeps its state; each forecast becomes the next input,
-    one step at a time, as a cell loop would (chapter 5). The model must therefore forecast
+    After reading the history the RNN keeps its state; each forecast becomes the next
+    input,
+    one step at a time, as a cell loop would (chapter 5). The model must therefore
+    forecast
     every feature it reads. Returns (steps, batch, output_size), on the model's device.
     """
     require_positive_int(steps, "steps")
@@ -549,10 +607,13 @@ def mae_by_horizon(
     standardizer: Standardizer,
     feature: int = 0,
 ) -> list[float]:
-    """MAE in °C of each horizon: predictions and targets (steps, N, output) -> one value per step."""
+    """MAE in °C of each horizon: predictions and targets (steps, N, output) -> one
+    value per step.
+    """
     if predictions.shape != targets.shape or predictions.dim() != 3:
         raise ValueError(
-            f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} must both be "
+            f"predictions {tuple(predictions.shape)} and targets "
+            f"{tuple(targets.shape)} must both be "
             "(steps, N, output)"
         )
     return [
@@ -560,14 +621,18 @@ def mae_by_horizon(
     ]
 
 
-# --- stateful training: carrying the hidden state across batches -----------------------------------
+# --- stateful training: carrying the hidden state across batches
+# -----------------------------------
 
 
 def make_streams(series: torch.Tensor, num_streams: int) -> torch.Tensor:
-    """Cut a series into ``num_streams`` consecutive pieces, side by side: (stream_length, num_streams, features).
+    """Cut a series into ``num_streams`` consecutive pieces, side by side:
+    (stream_length, num_streams, features).
 
-    Stream ``j`` holds days ``j·L … (j+1)·L - 1`` with L = days // num_streams; the leftover
-    days at the end are dropped. Step t of column j is the day right after step t-1 of the
+    Stream ``j`` holds days ``j·L … (j+1)·L - 1`` with L = days // num_streams; the
+    leftover
+    days at the end are dropped. Step t of column j is the day right after step t-1 of
+    the
     same column, so a hidden state can be carried down each column from batch to batch.
     """
     series = require_series(series)  # (days, features)
@@ -575,7 +640,8 @@ def make_streams(series: torch.Tensor, num_streams: int) -> torch.Tensor:
     stream_length = series.shape[0] // num_streams
     if stream_length < 2:
         raise ValueError(
-            f"{series.shape[0]} days cut into {num_streams} streams leaves fewer than 2 days per stream"
+            f"{series.shape[0]} days cut into {num_streams} streams leaves fewer than "
+            "2 days per stream"
         )
     used = series[: stream_length * num_streams]  # (L·S, features)
     return (
@@ -592,12 +658,17 @@ def train_stateful(
     device=None,
     progress: bool = True,
 ) -> TrainingHistory:
-    """Train on consecutive chunks of ``streams`` (stream_length, num_streams, features), in order.
+    """Train on consecutive chunks of ``streams`` (stream_length, num_streams,
+    features), in order.
 
-    Every step of a chunk forecasts the next day. With ``carry_state`` the final hidden state
-    of one chunk is the initial state of the next, *detached*: the forward pass remembers the
-    past, but backpropagation stops at the chunk boundary (truncated BPTT, chapter 4), so each
-    step costs the same and the graph of the previous chunk can be freed. Without it every
+    Every step of a chunk forecasts the next day. With ``carry_state`` the final hidden
+    state
+    of one chunk is the initial state of the next, *detached*: the forward pass
+    remembers the
+    past, but backpropagation stops at the chunk boundary (truncated BPTT, chapter 4),
+    so each
+    step costs the same and the graph of the previous chunk can be freed. Without it
+    every
     chunk starts from h₀ = 0 (stateless).
     """
     require_tensor(
@@ -607,7 +678,8 @@ def train_stateful(
     require_positive_int(config.epochs, "config.epochs")
     if model.batch_first:
         raise ValueError(
-            "train_stateful expects a model with batch_first=False: streams are (time, stream, features)"
+            "train_stateful expects a model with batch_first=False: streams are (time, "
+            "stream, features)"
         )
     if streams.shape[2] != model.input_size:
         raise ValueError(
@@ -653,7 +725,8 @@ def train_stateful(
     return history
 
 
-# --- sequences of different lengths ---------------------------------------------------------------
+# --- sequences of different lengths
+# ---------------------------------------------------------------
 
 
 def pad_sequences(
@@ -661,9 +734,11 @@ def pad_sequences(
     batch_first: bool = False,
     padding_value: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack sequences of different lengths, each (length_i, features), into one padded batch.
+    """Stack sequences of different lengths, each (length_i, features), into one padded
+    batch.
 
-    Returns ``(padded (max_length, batch, features), lengths (batch,))``, batch-first if asked;
+    Returns ``(padded (max_length, batch, features), lengths (batch,))``, batch-first if
+    asked;
     lengths is an int64 tensor on the CPU, as ``pack_padded_sequence`` wants it.
     """
     if len(sequences) == 0:
@@ -677,11 +752,13 @@ def pad_sequences(
         )
         if sequence.shape[0] == 0:
             raise ValueError(
-                f"sequences[{i}] is empty (length 0); every sequence needs at least one step"
+                f"sequences[{i}] is empty (length 0); every sequence needs at least "
+                "one step"
             )
         if features is not None and sequence.shape[1] != features:
             raise ValueError(
-                f"sequences[{i}] has {sequence.shape[1]} features, sequences[0] has {features}: "
+                f"sequences[{i}] has {sequence.shape[1]} features, sequences[0] has "
+                f"{features}: "
                 "all sequences must have the same number of features"
             )
         features = sequence.shape[1]
@@ -695,17 +772,21 @@ def pad_sequences(
 
 
 def check_lengths(lengths, batch: int, max_length: int) -> torch.Tensor:
-    """Lengths as an int64 CPU tensor (batch,), each in [1, max_length]; a clear error otherwise."""
+    """Lengths as an int64 CPU tensor (batch,), each in [1, max_length]; a clear error
+    otherwise.
+    """
     lengths = torch.as_tensor(lengths).cpu()
     if lengths.dim() != 1 or lengths.shape[0] != batch:
         raise ValueError(
-            f"lengths must have one entry per sequence: shape ({batch},), got {tuple(lengths.shape)}"
+            f"lengths must have one entry per sequence: shape ({batch},), got "
+            f"{tuple(lengths.shape)}"
         )
     if lengths.is_floating_point() or lengths.dtype == torch.bool:
         raise TypeError(f"lengths must be integers, got {lengths.dtype}")
     if (lengths < 1).any() or (lengths > max_length).any():
         raise ValueError(
-            f"every length must be between 1 and the padded length {max_length}, got {lengths.tolist()}"
+            f"every length must be between 1 and the padded length {max_length}, got "
+            f"{lengths.tolist()}"
         )
     return lengths.to(torch.int64)
 
@@ -715,9 +796,12 @@ def run_packed(
 ):
     """Run ``rnn`` over a padded batch so that no sequence ever reads its padding.
 
-    ``pack_padded_sequence`` packs the real steps only; at step t the RNN processes just the
-    sequences longer than t. Returns ``(output, h_n)``: output shaped like the padded input
-    (zeros after each sequence's end), h_n the state after each sequence's own last step.
+    ``pack_padded_sequence`` packs the real steps only; at step t the RNN processes just
+    the
+    sequences longer than t. Returns ``(output, h_n)``: output shaped like the padded
+    input
+    (zeros after each sequence's end), h_n the state after each sequence's own last
+    step.
     """
     require_tensor(
         padded,
@@ -744,7 +828,9 @@ def run_packed(
 def last_valid_steps(
     padded: torch.Tensor, lengths, batch_first: bool = False
 ) -> torch.Tensor:
-    """Each sequence's last real step: padded (max_length, batch, features) -> (batch, features)."""
+    """Each sequence's last real step: padded (max_length, batch, features) -> (batch,
+    features).
+    """
     require_tensor(padded, "padded", ndim=3)
     time_dim, batch_dim = (1, 0) if batch_first else (0, 1)
     batch = padded.shape[batch_dim]

@@ -1,11 +1,18 @@
-"""Sphinx extension: the kernels that execute the chapters talk to the build over CurveZMQ.
+"""Sphinx extension: the kernels that execute the chapters talk to the build over
+CurveZMQ.
 
-myst-nb executes each notebook through nbclient, whose kernel manager provisions no transport
-keys by default (``transport_encryption = "disabled"``), so every kernel ran over plain TCP and
-said so on stderr ("Kernel is running over TCP without encryption"), once per chapter. myst-nb
-passes no configuration to that kernel manager, so this extension changes the default before any
-notebook runs: with "auto" the manager provisions Curve keys for kernels whose kernel spec
-declares support (ipykernel's does), and the warning no longer appears because its cause is gone.
+myst-nb executes each notebook through nbclient, whose kernel manager provisions no
+transport
+keys by default (``transport_encryption = "disabled"``), so every kernel ran over plain
+TCP and
+said so on stderr ("Kernel is running over TCP without encryption"), once per chapter.
+myst-nb
+passes no configuration to that kernel manager, so this extension changes the default
+before any
+notebook runs: with "auto" the manager provisions Curve keys for kernels whose kernel
+spec
+declares support (ipykernel's does), and the warning no longer appears because its cause
+is gone.
 """
 
 import zmq

@@ -1,23 +1,33 @@
 """The rendered book, tested in a real browser.
 
-Every page of ``_build/html`` is served over HTTP on 127.0.0.1 and loaded in headless Chromium
-(Debian's ``chromium`` and ``chromium-driver``, driven by Selenium). For each page the tests check
+Every page of ``_build/html`` is served over HTTP on 127.0.0.1 and loaded in headless
+Chromium
+(Debian's ``chromium`` and ``chromium-driver``, driven by Selenium). For each page the
+tests check
 that:
 
-- the math is typeset by MathJax: every formula holds an ``mjx-container``, no MathJax error box,
-  and no raw ``$$``, ``\\(``, ``\\[`` (or inline TeX between single dollars) in the page's text;
+- the math is typeset by MathJax: every formula holds an ``mjx-container``, no MathJax
+error box,
+  and no raw ``$$``, ``\\(``, ``\\[`` (or inline TeX between single dollars) in the
+  page's text;
 - every ``<img>`` has loaded (``complete`` and ``naturalWidth > 0``);
-- every internal link (a page of the book, a download, with or without ``#anchor``) points to an
+- every internal link (a page of the book, a download, with or without ``#anchor``)
+points to an
   existing file and, for an anchor, to an element with that id on the target page;
-- the browser console shows no error (no SEVERE log entry) while the page loads and typesets.
+- the browser console shows no error (no SEVERE log entry) while the page loads and
+typesets.
 
-The browser cannot reach any host but 127.0.0.1 (``--host-resolver-rules``), so a page that needs
-a CDN (MathJax, fonts, scripts) fails here whether or not the machine is online, as it would for a
-reader without a network. Each page is loaded as on a first visit (local storage cleared).
+The browser cannot reach any host but 127.0.0.1 (``--host-resolver-rules``), so a page
+that needs
+a CDN (MathJax, fonts, scripts) fails here whether or not the machine is online, as it
+would for a
+reader without a network. Each page is loaded as on a first visit (local storage
+cleared).
 
 Environment variables:
 - ``RNN_COURSE_HTML``: the folder to test instead of ``_build/html``.
-- ``CI``: when set, a missing browser, driver or Selenium fails the tests instead of skipping them.
+- ``CI``: when set, a missing browser, driver or Selenium fails the tests instead of
+skipping them.
 """
 
 from __future__ import annotations
@@ -42,7 +52,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HTML_DIR = Path(os.environ.get("RNN_COURSE_HTML") or ROOT / "_build" / "html").resolve()
 
-# Pages Sphinx writes whatever the book holds. They are tested only when a page of the book links
+# Pages Sphinx writes whatever the book holds. They are tested only when a page of the
+# book links
 # to them (an <a href> or a <form action>), i.e. when a reader can reach them.
 SPHINX_SPECIAL_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
 
@@ -55,7 +66,7 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMEDRIVER_NAMES = ("chromedriver",)
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Which pages: found by walking the folder, at collection time.
 
 
@@ -88,7 +99,8 @@ def _parse_static(path: Path) -> _RefParser:
 
 
 def _is_asset_dir(part: str) -> bool:
-    # _static holds theme partials (webpack-macros.html), _sources the page sources, _images the
+    # _static holds theme partials (webpack-macros.html), _sources the page sources,
+    # _images the
     # figures; hidden folders are no part of the book either.
     return part.startswith("_") or part.startswith(".")
 
@@ -122,7 +134,7 @@ def find_pages(html_dir: Path) -> list[str]:
 PAGES = find_pages(HTML_DIR)
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # The browser and the server.
 
 
@@ -139,12 +151,14 @@ def _missing_tool(reason: str) -> None:
     if _ci():
         pytest.fail(
             message
-            + " (CI is set, so this is a failure; .ci/run installs chromium and chromium-driver)",
+            + " (CI is set, so this is a failure; .ci/run installs chromium and "
+            "chromium-driver)",
             pytrace=False,
         )
     pytest.skip(
         message
-        + " (install: apt-get install chromium chromium-driver; selenium comes with the course extra)"
+        + " (install: apt-get install chromium chromium-driver; selenium comes with "
+        "the course extra)"
     )
 
 
@@ -174,7 +188,8 @@ def _find_browser() -> tuple[str, str]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -228,7 +243,8 @@ def driver():
         "--disable-sync",
         "--disable-dev-shm-usage",
         "--no-proxy-server",
-        # Only loopback resolves: anything the book fetches from the internet fails visibly.
+        # Only loopback resolves: anything the book fetches from the internet fails
+        # visibly.
         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
         "--window-size=1280,1024",
         f"--user-data-dir={profile}",
@@ -238,7 +254,8 @@ def driver():
     service = Service(executable_path=chromedriver, log_output=subprocess.DEVNULL)
     try:
         drv = webdriver.Chrome(service=service, options=options)
-    except Exception as err:  # installed but broken (e.g. driver and browser versions differ): an error
+    # installed but broken (e.g. driver and browser versions differ): an error
+    except Exception as err:
         shutil.rmtree(profile, ignore_errors=True)
         pytest.fail(
             f"Chromium ({chromium}) did not start under {chromedriver}: {err}",
@@ -253,10 +270,11 @@ def driver():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Loading one page and reading what the browser shows.
 
-# Runs after the load event: waits for MathJax's first typesetting, makes lazy images load, waits
+# Runs after the load event: waits for MathJax's first typesetting, makes lazy images
+# load, waits
 # for the images and fonts, then reports what is on the page.
 INSPECT_JS = r"""
 const done = arguments[arguments.length - 1];
@@ -269,23 +287,30 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     out.mathjax = MJ.version || "unknown version";
     const result = await Promise.race([
       MJ.startup.promise.then(() => "ok", (e) => "failed: " + e),
-      sleep(MATHJAX_WAIT_MS).then(() => "did not finish typesetting within " + MATHJAX_WAIT_MS + " ms"),
+      sleep(MATHJAX_WAIT_MS).then(() => "did not finish typesetting within " +
+      MATHJAX_WAIT_MS + " ms"),
     ]);
     if (result !== "ok") out.mathjaxProblem = result;
   } else if (MJ) {
-    out.mathjaxProblem = "MathJax is configured but its script did not run (not loaded?)";
+    out.mathjaxProblem = "MathJax is configured but its script did not run (not
+    loaded?)";
   }
 
-  document.querySelectorAll('img[loading="lazy"]').forEach((img) => { img.loading = "eager"; });
-  const pending = Array.from(document.images).filter((img) => !img.complete).map((img) =>
-    new Promise((r) => { img.addEventListener("load", r, {once: true}); img.addEventListener("error", r, {once: true}); }));
+  document.querySelectorAll('img[loading="lazy"]').forEach((img) => { img.loading =
+  "eager"; });
+  const pending = Array.from(document.images).filter((img) => !img.complete).map((img)
+  =>
+    new Promise((r) => { img.addEventListener("load", r, {once: true});
+    img.addEventListener("error", r, {once: true}); }));
   await Promise.race([Promise.all(pending), sleep(IMAGE_WAIT_MS)]);
-  if (document.fonts && document.fonts.ready) await Promise.race([document.fonts.ready, sleep(5000)]);
+  if (document.fonts && document.fonts.ready) await Promise.race([document.fonts.ready,
+  sleep(5000)]);
   await sleep(150);  // let late console messages arrive
 
   out.images = Array.from(document.images).map((img) => ({
     src: img.getAttribute("src"), url: img.currentSrc || img.src,
-    complete: img.complete, naturalWidth: img.naturalWidth, alt: img.getAttribute("alt"),
+    complete: img.complete, naturalWidth: img.naturalWidth, alt:
+    img.getAttribute("alt"),
   }));
 
   const formulas = Array.from(document.querySelectorAll(".math"));
@@ -297,7 +322,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     .map((el) => (el.getAttribute("data-mjx-error") || el.textContent).slice(0, 120));
 
   const body = document.body.cloneNode(true);
-  body.querySelectorAll("script, style, noscript, template, textarea, pre, code, kbd, samp, mjx-container")
+  body.querySelectorAll("script, style, noscript, template, textarea, pre, code, kbd,
+  samp, mjx-container")
     .forEach((el) => el.remove());
   out.text = body.textContent;
 
@@ -309,7 +335,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 })().then(done, (e) => done({scriptError: String(e && e.stack || e)}));
 """
 
-# Raw TeX that MathJax should have replaced. Code (pre/code) is removed from the text first.
+# Raw TeX that MathJax should have replaced. Code (pre/code) is removed from the text
+# first.
 RAW_MATH = [
     ("$$", re.compile(r"\$\$")),
     ("\\(", re.compile(r"\\\(")),
@@ -317,7 +344,8 @@ RAW_MATH = [
     ("\\[", re.compile(r"\\\[")),
     ("\\]", re.compile(r"\\\]")),
     ("\\begin{", re.compile(r"\\begin\{")),
-    # $...$ holding a backslash, _ or ^ on one line: inline math that the parser left alone.
+    # $...$ holding a backslash, _ or ^ on one line: inline math that the parser left
+    # alone.
     ("$…$", re.compile(r"\$[^$\s][^$\n]{0,80}?[\\_^][^$\n]{0,80}?\$")),
 ]
 
@@ -352,9 +380,12 @@ def _snippet(text: str, start: int, end: int, width: int = 40) -> str:
 
 
 def _follow_meta_refresh(drv, url: str) -> None:
-    """Sphinx's root index.html may be a <meta http-equiv="refresh"> redirect: test where it leads."""
+    """Sphinx's root index.html may be a <meta http-equiv="refresh"> redirect: test
+    where it leads.
+    """
     refresh = drv.execute_script(
-        "const m = document.querySelector('meta[http-equiv=\"refresh\" i]'); return m ? m.content : null;"
+        "const m = document.querySelector('meta[http-equiv=\"refresh\" i]');"
+        " return m ? m.content : null;"
     )
     if not refresh:
         return
@@ -379,7 +410,8 @@ def _load_page(drv, base_url: str, page: str) -> PageReport:
     report = PageReport(page=page, url=url)
     started = time.perf_counter()
     try:
-        # A first visit: what the previous page stored (theme mode, ...) must not hide an error.
+        # A first visit: what the previous page stored (theme mode, ...) must not hide
+        # an error.
         drv.execute_script(
             "try { localStorage.clear(); sessionStorage.clear(); } catch (e) {}"
         )
@@ -395,7 +427,8 @@ def _load_page(drv, base_url: str, page: str) -> PageReport:
             report.load_error = f"inspection script failed: {data['scriptError']}"
         report.data = data
     except Exception as err:  # the page never finished loading, the driver died, ...
-        report.load_error = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        report.load_error = f"{type(err).__name__}: {first_line}"
     try:
         severe = [
             f"{entry.get('source', '?')}: {entry.get('message', '')}"
@@ -420,7 +453,8 @@ def reports(
     result = {page: _load_page(driver, server, page) for page in PAGES}
     times = ", ".join(f"{r.page} {r.seconds:.1f} s" for r in result.values())
     print(
-        f"\nbrowser: {len(result)} pages in {time.perf_counter() - started:.1f} s ({times})"
+        f"\nbrowser: {len(result)} pages in {time.perf_counter() - started:.1f} s "
+        f"({times})"
     )
     return result
 
@@ -431,7 +465,8 @@ def _report(reports: dict[str, PageReport] | BrowserMissing, page: str) -> PageR
     report = reports[page]
     if report.load_error:
         pytest.fail(
-            f"{report.label}: the page did not load in the browser: {report.load_error}",
+            f"{report.label}: the page did not load in the browser: "
+            f"{report.load_error}",
             pytrace=False,
         )
     return report
@@ -447,7 +482,7 @@ def _fail(page: str, what: str, problems: list[str]) -> None:
     pytest.fail(f"{page}: {what}:\n  " + "\n  ".join(shown) + more, pytrace=False)
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # The tests.
 
 
@@ -512,13 +547,15 @@ def test_math_is_rendered_by_mathjax(reports, page: str) -> None:
         problems.append("MathJax is not loaded on this page")
     if data["formulas"] and data["mjxContainers"] == 0:
         problems.append(
-            f"no MathJax output (mjx-container) on the page, which has {data['formulas']} formula(s)"
+            "no MathJax output (mjx-container) on the page, which has "
+            f"{data['formulas']} formula(s)"
         )
     untypeset = data["untypeset"]
     if untypeset:
         examples = "; ".join(repr(tex) for tex in untypeset[:3])
         problems.append(
-            f"{len(untypeset)} of {data['formulas']} formula(s) not typeset by MathJax, e.g. {examples}"
+            f"{len(untypeset)} of {data['formulas']} formula(s) not typeset by "
+            f"MathJax, e.g. {examples}"
         )
     for err in data["mathErrors"]:
         problems.append(f"MathJax error in a formula: {err!r}")
@@ -529,7 +566,8 @@ def test_math_is_rendered_by_mathjax(reports, page: str) -> None:
             first = matches[0]
             times = f" ({len(matches)}×)" if len(matches) > 1 else ""
             problems.append(
-                f"raw {name}{times} in the page text: …{_snippet(text, first.start(), first.end())}…"
+                f"raw {name}{times} in the page text: "
+                f"…{_snippet(text, first.start(), first.end())}…"
             )
     if problems:
         _fail(report.label, "math is not rendered by MathJax", problems)
@@ -539,7 +577,9 @@ def test_math_is_rendered_by_mathjax(reports, page: str) -> None:
 def test_images_have_loaded(reports, page: str) -> None:
     report = _report(reports, page)
     broken = [
-        f"<img src={img['src']!r}> did not load ({'still loading' if not img['complete'] else 'naturalWidth 0'}; {img['url']})"
+        f"<img src={img['src']!r}> did not load "
+        f"({'still loading' if not img['complete'] else 'naturalWidth 0'}; "
+        f"{img['url']})"
         for img in report.data["images"]
         if not img["complete"] or not img["naturalWidth"]
     ]
@@ -568,7 +608,8 @@ def test_images_have_a_text_alternative(reports, page: str) -> None:
         )
 
 
-# Interactive figures: matplotlib's JavaScript player (rnn_course.plotting.animation_html).
+# Interactive figures: matplotlib's JavaScript player
+# (rnn_course.plotting.animation_html).
 PLAYER_PAGES = [
     page
     for page in PAGES
@@ -614,7 +655,9 @@ def test_the_book_has_an_interactive_figure() -> None:
 def test_interactive_figure_redraws_when_stepped_or_slid(
     reports, server: str, driver, page: str
 ) -> None:
-    """With the network off: the "next frame" button and the slider each change the figure shown."""
+    """With the network off: the "next frame" button and the slider each change the
+    figure shown.
+    """
     report = _report(reports, page)
     driver.get(report.url)
     players = driver.execute_async_script(STEP_PLAYER_JS)

@@ -1,4 +1,6 @@
-"""Backpropagation through time by hand (chapter 4) against autograd and finite differences, in float64."""
+"""Backpropagation through time by hand (chapter 4) against autograd and finite
+differences, in float64.
+"""
 
 import pytest
 import torch
@@ -125,7 +127,8 @@ def test_bptt_agrees_with_central_finite_differences():
 
 
 def test_overwriting_instead_of_accumulating_would_be_caught():
-    """Sanity of the reference: the last step's contribution alone is NOT the gradient."""
+    """Sanity of the reference: the last step's contribution alone is NOT the
+    gradient."""
     layer = random_layer(seed=3)
     _, cache = layer_forward_with_cache(
         layer["x"], layer["h0"], layer["W_x"], layer["W_h"], layer["b"]
@@ -164,11 +167,14 @@ def test_stacked_rnn_backward_equals_autograd(num_layers, batch_first):
     torch.testing.assert_close(grad_h0, h0.grad, rtol=0, atol=1e-10)
 
 
-# --- truncation ----------------------------------------------------------------------------------
+# --- truncation
+# ----------------------------------------------------------------------------------
 
 
 def truncated_autograd_reference(layer, k):
-    """Each step s's loss back-propagated through at most k steps: rerun from h_{s-k}.detach()."""
+    """Each step s's loss back-propagated through at most k steps: rerun from
+    h_{s-k}.detach().
+    """
     leaves = {
         name: layer[name].clone().requires_grad_(True)
         for name in ("x", "h0", "W_x", "W_h", "b")
@@ -221,7 +227,9 @@ def test_truncation_with_k_equal_to_length_is_full_bptt():
 
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_truncation_stops_gradients_exactly_k_steps_back(k):
-    """A loss at the last step only: inputs within k steps get gradient, older ones get exactly zero."""
+    """A loss at the last step only: inputs within k steps get gradient, older ones get
+    exactly zero.
+    """
     layer = random_layer(seed=7)
     grad_output = torch.zeros(SEQ_LEN, BATCH, HIDDEN, dtype=F64)
     grad_output[-1] = 1.0
@@ -261,7 +269,8 @@ def test_bptt_rejects_wrong_gradient_shapes():
         bptt(cache, layer["grad_output"], layer["grad_h_n"].T)
 
 
-# --- clipping ------------------------------------------------------------------------------------
+# --- clipping
+# ------------------------------------------------------------------------------------
 
 
 def test_clip_by_value_bounds_keeps_in_range_values_and_does_not_modify_input():

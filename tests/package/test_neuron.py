@@ -82,7 +82,7 @@ def test_neuron_errors():
 
 
 def test_climatology_is_the_mean_of_the_same_calendar_day_in_the_fitting_years():
-    """Hand-computed: 1 March is 10 and 14 in the two fitting years, 2 March 20 and 30."""
+    """Hand-computed: 1 March is 10 and 14 in the fitting years, 2 March 20 and 30."""
     import datetime
 
     from rnn_course.neuron import climatology_forecast

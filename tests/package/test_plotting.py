@@ -1,4 +1,6 @@
-"""The figures are built from numbers: the unrolled drawing has one box per cell and step."""
+"""The figures are built from numbers: the unrolled drawing has one box per cell and
+step.
+"""
 
 import matplotlib
 
@@ -32,7 +34,8 @@ def test_unrolled_has_one_cell_per_step_and_layer(seq_len, num_layers):
 def test_unrolled_state_labels_sit_clear_of_arrows_boxes_and_each_other(
     seq_len, num_layers
 ):
-    """Each hidden-state label h_t between two cells must be readable: its drawn extent touches no box,
+    """Each hidden-state label h_t between two cells must be readable: its drawn extent
+    touches no box,
     no arrow and no other label (measured in pixels after drawing)."""
     ax = draw_unrolled(seq_len, num_layers)
     ax.figure.canvas.draw()
@@ -42,7 +45,8 @@ def test_unrolled_state_labels_sit_clear_of_arrows_boxes_and_each_other(
         for t in ax.texts
         if t.get_text().startswith("$h_{") and not t.get_text().startswith("$h_0")
     ]
-    # one per arrow: seq_len along time in every layer (the last one leaves the network),
+    # one per arrow: seq_len along time in every layer (the last one leaves the
+    # network),
     # seq_len between each pair of stacked layers
     assert len(labels) == seq_len * num_layers + seq_len * (num_layers - 1)
     label_boxes = [t.get_window_extent(renderer) for t in labels]
@@ -59,7 +63,9 @@ def test_unrolled_state_labels_sit_clear_of_arrows_boxes_and_each_other(
 
 
 def _overlap(a, b, margin: float = 0.5) -> bool:
-    """Whether two pixel boxes overlap by more than ``margin`` pixels in both directions."""
+    """Whether two pixel boxes overlap by more than ``margin`` pixels in both
+    directions.
+    """
     return (min(a.x1, b.x1) - max(a.x0, b.x0) > margin) and (
         min(a.y1, b.y1) - max(a.y0, b.y0) > margin
     )
@@ -83,7 +89,9 @@ def test_gradient_norm_plot_has_one_line_per_setting():
 
 @pytest.mark.parametrize("num_layers", [1, 3])
 def test_unrolled_last_state_leaves_every_layer(num_layers):
-    """h_T is drawn: an arrow leaves the last cell of each layer to the right, labelled h_T."""
+    """h_T is drawn: an arrow leaves the last cell of each layer to the right, labelled
+    h_T.
+    """
     seq_len = 4
     ax = draw_unrolled(seq_len, num_layers)
     dx, dy = UNROLLED_SPACING

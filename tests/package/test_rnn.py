@@ -92,7 +92,8 @@ def test_memory_cell_equals_nn_rnncell_and_hand_computed_value():
         cell(x_t), reference(x_t), rtol=0, atol=1e-12
     )  # h0 = 0 when not given
 
-    # A value worked out by hand: h_prev*W_h + x*W_x + b = 0.5*2 + 1*0.5 - 0.5 = 1, and tanh(1) = 0.76159415595576...
+    # A value worked out by hand: h_prev*W_h + x*W_x + b = 0.5*2 + 1*0.5 - 0.5 = 1, and
+    # tanh(1) = 0.76159415595576...
     one = torch.ones(1, 1, dtype=torch.float64)
     h = rnn_cell_step(
         one,
@@ -158,7 +159,8 @@ def test_gradients_flow_like_nn_rnn():
         )
 
 
-# --- bad input gets a clear error -------------------------------------------------------------
+# --- bad input gets a clear error
+# -------------------------------------------------------------
 
 
 def test_wrong_number_of_dimensions():
@@ -186,7 +188,8 @@ def test_h0_in_batch_first_order_is_rejected_with_a_hint():
     x = torch.randn(BATCH, SEQ_LEN, INPUT)
     with pytest.raises(
         ValueError,
-        match=r"h0 must be \(num_layers, batch, hidden_size\) = \(2, 4, 3\).*even when batch_first",
+        match=r"h0 must be \(num_layers, batch, hidden_size\) = \(2, 4, 3\)"
+        r".*even when batch_first",
     ):
         scratch(x, torch.zeros(BATCH, 2, HIDDEN))
 

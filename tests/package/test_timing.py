@@ -1,4 +1,6 @@
-"""rnn_course.timing: interleaved repeats, medians, and the forward+backward step used by chapter 5."""
+"""rnn_course.timing: interleaved repeats, medians, and the forward+backward step used
+by chapter 5.
+"""
 
 import pytest
 import torch

@@ -1,4 +1,6 @@
-"""Tests of rnn_course.train (chapter 6): each function against a hand computation or PyTorch's own modules."""
+"""Tests of rnn_course.train (chapter 6): each function against a hand computation or
+PyTorch's own modules.
+"""
 
 import copy
 import datetime as dt
@@ -45,7 +47,9 @@ def random_model(
     seed=0,
     dtype=torch.float64,
 ):
-    """A forecaster whose linear layer is random too (with predict_change it would start at zero)."""
+    """A forecaster whose linear layer is random too (with predict_change it would start
+    at zero).
+    """
     torch.manual_seed(seed)
     model = RNNForecaster(
         input_size, hidden_size, output_size, num_layers, predict_change, batch_first
@@ -56,7 +60,9 @@ def random_model(
 
 
 def by_hand(model: RNNForecaster, x: torch.Tensor) -> torch.Tensor:
-    """ŷ for one layer, written from the equations: hₜ = tanh(W_ih xₜ + b_ih + W_hh hₜ₋₁ + b_hh)."""
+    """ŷ for one layer, written from the equations: hₜ = tanh(W_ih xₜ + b_ih + W_hh hₜ₋₁
+    + b_hh).
+    """
     rnn = model.rnn
     h = torch.zeros(x.shape[1], model.hidden_size, dtype=x.dtype)  # (batch, hidden)
     for x_t in x:
@@ -70,7 +76,8 @@ def by_hand(model: RNNForecaster, x: torch.Tensor) -> torch.Tensor:
     return y_hat + x[-1, :, : model.output_size] if model.predict_change else y_hat
 
 
-# --- data helpers -----------------------------------------------------------------------------------
+# --- data helpers
+# -----------------------------------------------------------------------------------
 
 
 def test_season_features_by_hand():
@@ -110,7 +117,8 @@ def test_make_multi_step_windows_by_hand():
         make_multi_step_windows(series, window=10, steps=2)
 
 
-# --- the model ------------------------------------------------------------------------------------
+# --- the model
+# ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("predict_change", [True, False])
@@ -185,7 +193,8 @@ def test_forecaster_errors_say_what_was_expected():
         RNNForecaster(2, 0)
 
 
-# --- training ---------------------------------------------------------------------------------------
+# --- training
+# --------------------------------------------------------------------------------------
 
 
 def sine_windows(window=8, seed=0):
@@ -316,7 +325,8 @@ def test_training_errors_say_what_was_expected():
         )
 
 
-# --- evaluation ------------------------------------------------------------------------------------
+# --- evaluation
+# ------------------------------------------------------------------------------------
 
 
 def test_mae_in_celsius_by_hand():
@@ -354,7 +364,8 @@ def test_predict_is_the_model_in_batches_on_the_cpu():
     torch.testing.assert_close(predictions, by_hand(model, x), rtol=1e-12, atol=1e-12)
 
 
-# --- several days ahead ---------------------------------------------------------------------------
+# --- several days ahead
+# ---------------------------------------------------------------------------
 
 
 def test_multi_step_equals_rerunning_the_model_on_its_own_forecasts():
@@ -363,7 +374,8 @@ def test_multi_step_equals_rerunning_the_model_on_its_own_forecasts():
     forecasts = forecast_multi_step(model, history, steps=4)
     assert forecasts.shape == (4, 3, 2)
 
-    # Reference: append each forecast to the sequence and run the whole model again from h₀ = 0.
+    # Reference: append each forecast to the sequence and run the whole model again from
+    # h₀ = 0.
     sequence = history
     for step in range(4):
         with torch.no_grad():
@@ -415,7 +427,8 @@ def test_multi_step_needs_a_model_that_forecasts_every_input():
         )
 
 
-# --- stateful training ----------------------------------------------------------------------------
+# --- stateful training
+# ----------------------------------------------------------------------------
 
 
 def test_make_streams_by_hand():
@@ -475,7 +488,8 @@ def test_carrying_the_state_changes_training():
 
 
 def test_stateful_training_learns_a_sine_better_than_stateless():
-    """With chunks of 3 steps, only a carried state can know a sine's period and phase."""
+    """With chunks of 3 steps, only a carried state can know a sine's period and
+    phase."""
     streams = noisy_sine_sequences(16, 120, seed=0)
     config = ForecastConfig(hidden_size=8, epochs=15, learning_rate=0.01, seed=0)
     losses = {}
@@ -502,7 +516,8 @@ def test_stateful_errors_say_what_was_expected():
         train_stateful(make_forecaster(1, CONFIG), streams, CONFIG, 0, progress=False)
 
 
-# --- sequences of different lengths ---------------------------------------------------------------
+# --- sequences of different lengths
+# ---------------------------------------------------------------
 
 
 def variable_sequences(lengths=(5, 2, 7, 1), features=3, seed=0):
@@ -597,7 +612,8 @@ def test_variable_length_errors_say_what_was_expected():
         run_packed(rnn, torch.zeros(3, 2, 1), torch.tensor([0, 3]))
 
 
-# --- devices --------------------------------------------------------------------------------------
+# --- devices
+# --------------------------------------------------------------------------------------
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
