@@ -5,17 +5,15 @@ In one run, on N submissions of one assignment (a mix of correct, blank and wron
 answers):
 
 1. plain nbgrader: ``nbgrader autograde`` (serial, add_missing_cells on) in a temporary
-course copy;
+   course copy;
 2. ``rnn-course grade --workers W`` with the sandbox;
 3. ``rnn-course grade --workers W --no-sandbox``.
 
 Prints the wall-clock times, the speed ratio plain / ours (target >= 1.7 with 2 workers
-on 2 cores),
-the sandbox's overhead (sandbox / no-sandbox - 1, target <= 15%), and whether all three
-agree on
-every score. Each command runs as a subprocess, imports included, after the gradebooks
-already
-know the assignment (``nbgrader generate_assignment``, not timed).
+on 2 cores), the sandbox's overhead (sandbox / no-sandbox - 1, target <= 15%), and
+whether all three agree on every score. Each command runs as a subprocess, imports
+included, after the gradebooks already know the assignment (``nbgrader
+generate_assignment``, not timed).
 
     .venv/bin/python benchmarks/grading_speed.py            # N = 24, W = 2,
     ch02_memory_cell

@@ -8,10 +8,8 @@ table.
     .venv/bin/python benchmarks/notebook_times.py book/04_bptt.ipynb
 
 Each notebook runs in a fresh kernel from its own folder, kernel start included, as the
-book build
-and nbgrader run it. CPU seconds (this process's children) are printed beside wall
-seconds, since
-wall time on a shared machine also counts other people's work.
+book build and nbgrader run it. CPU seconds (this process's children) are printed beside
+wall seconds, since wall time on a shared machine also counts other people's work.
 """
 
 from __future__ import annotations

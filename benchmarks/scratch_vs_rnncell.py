@@ -2,16 +2,11 @@
 test.)
 
 Both run the same Python loop over time steps, so they should be close: the scratch cell
-does
-two matrix products, two additions and a tanh per step, ``nn.RNNCell`` does the same
-work in
-one C++ call. This script times one forward and backward pass of each, on the same
-weights and
-inputs, side by side in one run (interleaved repeats, the median of each), and prints
-the
-ratio scratch / cell loop per size. The course's target is a ratio of at most 1.5.
-``nn.RNN``
-(the fused loop) is timed too, for reference.
+does two matrix products, two additions and a tanh per step, ``nn.RNNCell`` does the
+same work in one C++ call. This script times one forward and backward pass of each, on
+the same weights and inputs, side by side in one run (interleaved repeats, the median of
+each), and prints the ratio scratch / cell loop per size. The course's target is a ratio
+of at most 1.5. ``nn.RNN`` (the fused loop) is timed too, for reference.
 
     .venv/bin/python benchmarks/scratch_vs_rnncell.py
     .venv/bin/python benchmarks/scratch_vs_rnncell.py --device cuda --repeats 20
@@ -19,8 +14,7 @@ ratio scratch / cell loop per size. The course's target is a ratio of at most 1.
     20x1x1x8x1
 
 A size is ``SEQ_LENxBATCHxINPUTxHIDDENxLAYERS``. The exit status is 0 unless ``--check``
-is
-given and some ratio is above the target.
+is given and some ratio is above the target.
 """
 
 from __future__ import annotations

@@ -1,22 +1,19 @@
 """Backpropagation through time, written out by hand (chapter 4).
 
 The unrolled RNN is an ordinary feed-forward graph whose layers share weights. Going
-backwards
-from the last step, the gradient that reaches the hidden state hₜ has two sources:
+backwards from the last step, the gradient that reaches the hidden state hₜ has two
+sources:
 
     dL/dhₜ = ∂Lₜ/∂hₜ              (the loss at step t itself: ``grad_output[t]``)
            + dL/dhₜ₊₁ · ∂hₜ₊₁/∂hₜ   (everything later steps owe to hₜ: the *total*
            derivative)
 
 and because W_x, W_h and b are used at every step, their gradients are the SUM of the
-per-step
-contributions. Overwriting instead of adding is the classic bug; so is using only the
-one-step
-derivative ∂hₜ/∂W and forgetting the path through hₜ₋₁.
+per-step contributions. Overwriting instead of adding is the classic bug; so is using
+only the one-step derivative ∂hₜ/∂W and forgetting the path through hₜ₋₁.
 
 Everything here is plain tensor algebra, with no autograd; the tests check it against
-autograd
-in float64 and against finite differences.
+autograd in float64 and against finite differences.
 """
 
 from __future__ import annotations
@@ -152,9 +149,8 @@ def bptt(
     """Full backpropagation through time for one layer.
 
     grad_output (seq_len, batch, hidden): ∂L/∂hₜ from each step's own loss only (not
-    what later
-    steps add); grad_h_n (batch, hidden) or None. The gradient is carried from step to
-    step.
+    what later steps add); grad_h_n (batch, hidden) or None. The gradient is carried
+    from step to step.
     """
     direct = _direct_gradients(cache, grad_output, grad_h_n)
     grads = _zero_gradients(cache)
@@ -177,11 +173,9 @@ def truncated_bptt(
     s-k+1 only.
 
     This is what detaching the hidden state k steps before each loss does. The state
-    made k
-    steps earlier receives nothing from step s's loss, and neither does anything before
-    it.
-    (Chapter 4 also shows the cheaper chunked variant: ``h = h.detach()`` every k
-    steps.)
+    made k steps earlier receives nothing from step s's loss, and neither does anything
+    before it. (Chapter 4 also shows the cheaper chunked variant: ``h = h.detach()``
+    every k steps.)
     """
     require_positive_int(k, "k")
     direct = _direct_gradients(cache, grad_output, grad_h_n)
@@ -237,8 +231,7 @@ def rnn_backward(
     """Hand-written BPTT for a stacked :class:`~rnn_course.rnn.ScratchRNN`.
 
     The top layer is back-propagated first; the gradient with respect to its *inputs* is
-    the
-    ``grad_output`` of the layer below. Returns ``(parameter gradients keyed like
+    the ``grad_output`` of the layer below. Returns ``(parameter gradients keyed like
     model.named_parameters(), dL/dx, dL/dh0)``.
     """
     if model.batch_first:
@@ -298,8 +291,7 @@ def clip_by_norm(gradients, max_norm: float, eps: float = 1e-6):
     """Rescale all gradients together so their global norm is at most ``max_norm``.
 
     Returns ``(clipped, total_norm)``; the input is untouched. Unlike clipping by value
-    this
-    keeps the direction. Same rule as ``torch.nn.utils.clip_grad_norm_``: scale by
+    this keeps the direction. Same rule as ``torch.nn.utils.clip_grad_norm_``: scale by
     max_norm / (total_norm + eps) when that is below 1.
     """
     if not max_norm > 0:

@@ -5,9 +5,8 @@ One equation is the whole idea:
     hₜ = tanh(hₜ₋₁ W_hᵀ + xₜ W_xᵀ + b),   h₀ = 0
 
 The cell's output hₜ is fed back as one of its own inputs at the next step, so hₜ
-depends
-on every input seen so far: the cell has memory. The weights follow ``nn.RNN``'s layout
-(``W_x`` is hidden×input, ``W_h`` is hidden×hidden), so they copy straight across
+depends on every input seen so far: the cell has memory. The weights follow ``nn.RNN``'s
+layout (``W_x`` is hidden×input, ``W_h`` is hidden×hidden), so they copy straight across
 (chapter 5); ``nn.RNN`` splits ``b`` into two biases, ``b_ih + b_hh``.
 """
 

@@ -2,17 +2,15 @@
 chapter 6).
 
 The real data are NOAA's daily weather records for Seattle, 2012-2015, shipped inside
-the
-package (``data/seattle-weather.csv``; source and licence in ``data/SOURCE.md``), so
-every
-chapter runs offline. The steps a forecaster needs, in order:
+the package (``data/seattle-weather.csv``; source and licence in ``data/SOURCE.md``), so
+every chapter runs offline. The steps a forecaster needs, in order:
 
 1. :func:`load_seattle_weather` reads the file into tensors, one value per day;
 2. :func:`split_by_time` cuts the days into train / validation / test periods, in that
-order,
-   so that no model ever sees a day from the future of the period it is tested on;
+   order, so that no model ever sees a day from the future of the period it is tested
+   on;
 3. :class:`Standardizer` learns a mean and a standard deviation from the training period
-only;
+   only;
 4. :func:`make_windows` turns a series into (window of past days, next day) pairs, in
    PyTorch's (sequence, batch, feature) layout or batch-first.
 """
@@ -95,9 +93,8 @@ def split_by_time(
     time order.
 
     A random split would put days from the test period's past *and future* into
-    training, so a
-    model could interpolate instead of forecast; consecutive periods keep the test
-    honest.
+    training, so a model could interpolate instead of forecast; consecutive periods keep
+    the test honest.
     """
     require_positive_int(num_days, "num_days")
     if not (
@@ -177,10 +174,8 @@ def make_windows(
     ``series`` is (days,) or (days, features). Returns ``(inputs, targets)`` with
     inputs (window, num_windows, features) — or (num_windows, window, features) when
     ``batch_first`` — and targets (num_windows, 1): the value of ``target_feature`` on
-    the day
-    right after each window. Window ``i`` covers days ``i .. i+window-1`` and its target
-    is day
-    ``i+window``.
+    the day right after each window. Window ``i`` covers days ``i .. i+window-1`` and
+    its target is day ``i+window``.
     """
     series = require_series(series)  # (days, features)
     require_positive_int(window, "window")

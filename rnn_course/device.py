@@ -1,13 +1,10 @@
 """Devices, seeds and deterministic settings (used by every chapter and by grading).
 
 The course runs the same code on a laptop CPU, an NVIDIA GPU (CUDA) or an Apple GPU
-(MPS).
-Code takes a ``device`` argument instead of assuming one; :func:`get_device` picks the
-best
-one available, and :func:`make_deterministic` fixes everything that changes printed
-numbers
-between runs: the random seeds, the number of CPU threads and the non-deterministic GPU
-kernels.
+(MPS). Code takes a ``device`` argument instead of assuming one; :func:`get_device`
+picks the best one available, and :func:`make_deterministic` fixes everything that
+changes printed numbers between runs: the random seeds, the number of CPU threads and
+the non-deterministic GPU kernels.
 """
 
 from __future__ import annotations
@@ -27,8 +24,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
 
     ``prefer`` may name a device ("cpu", "cuda", "cuda:1", "mps"); without it the best
     available one is chosen, in the order CUDA, MPS, CPU. Asking for a device this
-    machine
-    does not have is an error rather than a silent fall-back to the CPU.
+    machine does not have is an error rather than a silent fall-back to the CPU.
     """
     if prefer is not None:
         device = torch.device(prefer)
@@ -77,12 +73,10 @@ def make_deterministic(
     """Make results repeatable, as grading and the book's stored outputs need.
 
     Seeds are not enough: a float sum split over two CPU threads can differ in its last
-    bits
-    from the same sum on one thread, so the thread count is fixed too. On CUDA, TF32
-    matrix
-    products are switched off (they round to ~10 bits) and PyTorch is asked for
-    deterministic
-    kernels; cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` for that, set here if it is unset.
+    bits from the same sum on one thread, so the thread count is fixed too. On CUDA,
+    TF32 matrix products are switched off (they round to ~10 bits) and PyTorch is asked
+    for deterministic kernels; cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` for that, set
+    here if it is unset.
     """
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive int, got {threads!r}")

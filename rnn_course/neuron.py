@@ -2,9 +2,9 @@
 
 A neuron computes ŷ = f(x·wᵀ + b): a weighted sum of its inputs plus a bias, through an
 activation f (none, for forecasting a temperature). Seeing one day it can only map
-today's
-temperature to tomorrow's; the "fixed window" predictor gives it one input per past day.
-Neither remembers anything between calls: that is what chapter 2's memory cell adds.
+today's temperature to tomorrow's; the "fixed window" predictor gives it one input per
+past day. Neither remembers anything between calls: that is what chapter 2's memory cell
+adds.
 """
 
 from __future__ import annotations
@@ -66,8 +66,7 @@ def fit_least_squares(
     loop needed).
 
     ``features`` (batch, in_features), ``targets`` (batch, 1). The bias is the weight of
-    an
-    extra input that is always 1.
+    an extra input that is always 1.
     """
     require_tensor(features, "features", ndim=2, shape_hint="(batch, in_features)")
     require_tensor(targets, "targets", ndim=2, shape_hint="(batch, 1)")
@@ -111,12 +110,9 @@ def climatology_forecast(
     day.
 
     For every index in ``target_days``, the mean of ``values`` over the days of
-    ``fit_days`` (the
-    training years) that share its month and day: a forecast that knows the season and
-    nothing
-    about the weather of the last days. ``dates`` holds one ``datetime.date`` per entry
-    of
-    ``values`` (days,). Returns (len(target_days),).
+    ``fit_days`` (the training years) that share its month and day: a forecast that
+    knows the season and nothing about the weather of the last days. ``dates`` holds one
+    ``datetime.date`` per entry of ``values`` (days,). Returns (len(target_days),).
     """
     require_tensor(values, "values", ndim=1, shape_hint="(days,)")
     if len(dates) != values.shape[0]:

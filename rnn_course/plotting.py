@@ -1,12 +1,10 @@
 """Figures the chapters draw: the memory cell with its loop (chapter 2), the unrolled
-network for any
-length and depth (chapter 3), gradient norms over time and an offline interactive player
-for
-animated figures (chapter 4).
+network for any length and depth (chapter 3), gradient norms over time and an offline
+interactive player for animated figures (chapter 4).
 
 Every figure is drawn with matplotlib from numbers, so changing a length or a layer
-count in a
-chapter redraws the picture. Each function takes an optional ``ax`` and returns it.
+count in a chapter redraws the picture. Each function takes an optional ``ax`` and
+returns it.
 """
 
 from __future__ import annotations
@@ -21,8 +19,8 @@ INPUT_COLOUR = "#fde9c9"
 OUTPUT_COLOUR = "#d7f0d2"
 UNROLLED_SPACING = (1.7, 1.1)
 """(dx, dy): draw_unrolled puts cell (step t, layer l) at (t * dx, l * dy), inputs at y
-= 0, outputs one
-row above the top layer; cell boxes are 0.8 wide and 0.5 high. Chapter 4 draws on top of
+= 0, outputs one row above the top layer; cell boxes are 0.8 wide and 0.5 high. Chapter
+4 draws on top of
 it."""
 
 
@@ -122,9 +120,8 @@ def draw_unrolled(
     """The RNN unrolled over ``seq_len`` steps with ``num_layers`` stacked layers.
 
     Cell boxes in one row share the same weights (labelled once per layer); horizontal
-    arrows
-    carry hidden states through time, vertical ones carry each layer's states up to the
-    next.
+    arrows carry hidden states through time, vertical ones carry each layer's states up
+    to the next.
     """
     require_positive_int(seq_len, "seq_len")
     require_positive_int(num_layers, "num_layers")
@@ -254,11 +251,9 @@ _BUTTON_TEXT = {
 
 def animation_html(animation, alt: str) -> str:
     """An interactive figure for a static, offline page (chapter 4): matplotlib's
-    JavaScript
-    player (``to_jshtml``: one PNG per frame, a slider and buttons), with a text
-    alternative on
-    the image, and text on the buttons instead of icons from a web font that would be
-    fetched
+    JavaScript player (``to_jshtml``: one PNG per frame, a slider and buttons), with a
+    text alternative on the image, and text on the buttons instead of icons from a web
+    font that would be fetched
     from a CDN."""
     if not alt.strip():
         raise ValueError(

@@ -6,10 +6,8 @@ step:
     h₁ = f(h₀ W_hᵀ + x₁ W_xᵀ + b),  h₂ = f(h₁ W_hᵀ + x₂ W_xᵀ + b),  …
 
 A stacked (multi-layer) RNN feeds layer ℓ's hidden states to layer ℓ+1 as its inputs;
-the
-network's ``output`` is the last layer's hidden state at every step, and ``h_n`` is
-every
-layer's hidden state at the last step. Shapes follow ``nn.RNN`` exactly:
+the network's ``output`` is the last layer's hidden state at every step, and ``h_n`` is
+every layer's hidden state at the last step. Shapes follow ``nn.RNN`` exactly:
 
     input   (seq_len, batch, input_size)     or (batch, seq_len, input_size) when
     batch_first
@@ -53,8 +51,8 @@ class ScratchRNN(torch.nn.Module):
     ``nn.RNN``'s interface.
 
     ``cells[k]`` holds layer k's ``W_x``, ``W_h`` and ``b``; layer 0 reads
-    ``input_size``
-    features, every later layer reads the ``hidden_size`` states of the layer below.
+    ``input_size`` features, every later layer reads the ``hidden_size`` states of the
+    layer below.
     """
 
     def __init__(

@@ -1,20 +1,17 @@
 """Timing implementations against each other, fairly (chapter 5, and ``benchmarks/``).
 
 One timing of one call says little: the first call allocates memory and picks kernels,
-and
-another program or a change of CPU clock speed can slow any single run. Three habits
-make a
-comparison of several implementations fair:
+and another program or a change of CPU clock speed can slow any single run. Three habits
+make a comparison of several implementations fair:
 
 1. warm up: call each one before the clock starts;
 2. interleave: time A, B, C, then B, C, A, then C, A, B, … so that a slow spell hits
-every
-   implementation alike instead of all the runs of one of them;
+   every implementation alike instead of all the runs of one of them;
 3. take the median of the repeats, which ignores the odd slow run.
 
 A GPU runs kernels asynchronously: a call returns once its work is queued, not done. The
-clock
-is read only after :func:`synchronize`, or it measures the launch and not the work.
+clock is read only after :func:`synchronize`, or it measures the launch and not the
+work.
 """
 
 from __future__ import annotations
@@ -51,12 +48,10 @@ def time_interleaved(
     """Median seconds per call of each function, timed in turn with a rotating order.
 
     ``functions`` maps a name to a function without arguments. Each one is called
-    ``warmup``
-    times untimed, then ``repeats`` times timed; round r starts with the r-th function,
-    so no
-    implementation always runs first or last. ``device`` is synchronised before and
-    after
-    every timed call. Returns ``{name: median seconds}`` in the order of ``functions``.
+    ``warmup`` times untimed, then ``repeats`` times timed; round r starts with the r-th
+    function, so no implementation always runs first or last. ``device`` is synchronised
+    before and after every timed call. Returns ``{name: median seconds}`` in the order
+    of ``functions``.
     """
     if not functions:
         raise ValueError(
@@ -95,10 +90,9 @@ def rnn_forward_backward(
 ) -> Callable[[], None]:
     """A function that does one forward and backward pass of an RNN, for timing.
 
-    ``run(x)`` must return ``(output, h_n)`` like ``nn.RNN``; the loss is
-    ``output.sum() + h_n.sum()``. The gradients of ``parameters`` are cleared before
-    each
-    pass, so repeated calls do the same work and leave the gradients of one pass.
+    ``run(x)`` must return ``(output, h_n)`` like ``nn.RNN``; the loss is ``output.sum()
+    + h_n.sum()``. The gradients of ``parameters`` are cleared before each pass, so
+    repeated calls do the same work and leave the gradients of one pass.
     """
     parameters = list(parameters)
     if not parameters:

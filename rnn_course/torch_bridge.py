@@ -9,13 +9,11 @@ PyTorch stores layer k's weights as
     bias_hh
 
 (cuDNN's kernels have both, so PyTorch does too.) Going from one bias to two, any split
-works;
-we put all of b in ``bias_ih`` and zeros in ``bias_hh``.
+works; we put all of b in ``bias_ih`` and zeros in ``bias_hh``.
 
 ``nn.RNN`` runs the whole sequence in one call (a fused loop in C++ or cuDNN).
-``nn.RNNCell``
-does one step; looping it by hand is slower but lets you act between steps, e.g. feed a
-prediction back in as the next input.
+``nn.RNNCell`` does one step; looping it by hand is slower but lets you act between
+steps, e.g. feed a prediction back in as the next input.
 """
 
 from __future__ import annotations
@@ -123,8 +121,8 @@ def cell_loop(
     h_n)`` like ``nn.RNN``.
 
     Each layer's state starts at h0[layer] (zeros if h0 is None); at each step, layer
-    k's new
-    state is the input of layer k+1, and the top layer's state is the step's output.
+    k's new state is the input of layer k+1, and the top layer's state is the step's
+    output.
     """
     if len(cells) == 0:
         raise ValueError("cells is empty: give one nn.RNNCell per layer")

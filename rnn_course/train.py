@@ -4,35 +4,27 @@ The pieces of a forecaster, in the order chapter 6 uses them:
 
 1. :class:`ForecastConfig` holds every hyper-parameter, each with a comment saying why;
 2. :class:`RNNForecaster`: ``nn.RNN`` reads a window of days, and a linear layer turns
-the last
-   hidden state h_T into tomorrow's value. With ``predict_change`` it predicts the
-   change from
-   the last day instead, ŷ = x_T + Linear(h_T), so an untrained model starts as the
-   persistence
-   baseline ("tomorrow will be like today") and training only has to learn the
-   correction;
+   the last hidden state h_T into tomorrow's value. With ``predict_change`` it predicts
+   the change from the last day instead, ŷ = x_T + Linear(h_T), so an untrained model
+   starts as the persistence baseline ("tomorrow will be like today") and training only
+   has to learn the correction;
 3. :func:`train_forecaster`: shuffled mini-batches of windows, Adam, clipping by norm
    (chapter 4), a tqdm progress bar, and the weights of the epoch with the lowest
    validation loss;
 4. :func:`predict`, :func:`to_celsius`, :func:`mae_celsius`: errors in °C, after undoing
-the
-   standardisation;
+   the standardisation;
 5. :func:`forecast_multi_step`: several days ahead, each prediction fed back in as the
-next input;
+   next input;
 6. :func:`make_streams`, :func:`train_stateful`: stateful training, where the hidden
-state is
-   carried from one batch to the next and detached, so backpropagation stops at the
-   batch boundary;
+   state is carried from one batch to the next and detached, so backpropagation stops at
+   the batch boundary;
 7. :func:`pad_sequences`, :func:`run_packed`, :func:`last_valid_steps`: sequences of
-different
-   lengths in one batch.
+   different lengths in one batch.
 
 Shapes follow ``nn.RNN``: (seq_len, batch, features), or (batch, seq_len, features) with
 ``batch_first``; hidden states are (num_layers, batch, hidden_size) either way. Training
-and
-prediction take a ``device`` (by default the model's); :func:`predict` and the metrics
-return
-CPU values, so printed numbers do not depend on where the model ran.
+and prediction take a ``device`` (by default the model's); :func:`predict` and the
+metrics return CPU values, so printed numbers do not depend on where the model ran.
 """
 
 from __future__ import annotations
@@ -130,8 +122,7 @@ def windows_for_period(
     """Windows whose *targets* are the days of ``period``, e.g. ``split.test``.
 
     The first target is the period's first day, so its inputs are the ``window`` days
-    just
-    before the period: past days may be read, no day after the target is. Returns
+    just before the period: past days may be read, no day after the target is. Returns
     :func:`rnn_course.data.make_windows`'s ``(inputs, targets)``.
     """
     require_positive_int(window, "window")
@@ -158,10 +149,8 @@ def make_multi_step_windows(series: torch.Tensor, window: int, steps: int):
     forecasting.
 
     ``series`` (days, features) -> inputs (window, N, features) and targets (steps, N,
-    features),
-    with N = days - window - steps + 1. Window ``i`` covers days ``i .. i+window-1`` and
-    its
-    targets are days ``i+window .. i+window+steps-1``.
+    features), with N = days - window - steps + 1. Window ``i`` covers days ``i ..
+    i+window-1`` and its targets are days ``i+window .. i+window+steps-1``.
     """
     require_tensor(series, "series", ndim=2, shape_hint="(days, features)")
     require_positive_int(window, "window")
@@ -187,9 +176,8 @@ class RNNForecaster(nn.Module):
     (+ x_T).
 
     The model forecasts the first ``output_size`` input features (put the targets
-    first). With
-    ``predict_change`` the linear layer starts at zero, so the first forecast is the
-    last day's value.
+    first). With ``predict_change`` the linear layer starts at zero, so the first
+    forecast is the last day's value.
     """
 
     def __init__(
@@ -241,8 +229,7 @@ class RNNForecaster(nn.Module):
         h_n)``.
 
         ``lengths`` (batch,): the true length of each padded sequence; the forecast then
-        uses
-        each sequence's own last step, never the padding.
+        uses each sequence's own last step, never the padding.
         """
         self._check_input(x, h0)
         if lengths is None:
@@ -311,8 +298,7 @@ def make_forecaster(
     device.
 
     The weights are drawn on the CPU (a GPU's random generator draws other numbers) from
-    a
-    forked generator, so the caller's random state is left alone; then the model moves
+    a forked generator, so the caller's random state is left alone; then the model moves
     to ``device``.
     """
     with torch.random.fork_rng(devices=[]):
@@ -440,9 +426,8 @@ def train_forecaster(
     the losses.
 
     With ``validation`` = (inputs, targets), the model ends with the weights of the
-    epoch whose
-    validation loss was lowest (early stopping without stopping). ``progress=False``
-    hides the bar.
+    epoch whose validation loss was lowest (early stopping without stopping).
+    ``progress=False`` hides the bar.
     """
     _check_pairs(inputs, targets, model)
     require_positive_int(config.epochs, "config.epochs")
@@ -575,10 +560,9 @@ def forecast_multi_step(
     forecast back.
 
     After reading the history the RNN keeps its state; each forecast becomes the next
-    input,
-    one step at a time, as a cell loop would (chapter 5). The model must therefore
-    forecast
-    every feature it reads. Returns (steps, batch, output_size), on the model's device.
+    input, one step at a time, as a cell loop would (chapter 5). The model must
+    therefore forecast every feature it reads. Returns (steps, batch, output_size), on
+    the model's device.
     """
     require_positive_int(steps, "steps")
     if model.output_size != model.input_size:
@@ -630,10 +614,9 @@ def make_streams(series: torch.Tensor, num_streams: int) -> torch.Tensor:
     (stream_length, num_streams, features).
 
     Stream ``j`` holds days ``j·L … (j+1)·L - 1`` with L = days // num_streams; the
-    leftover
-    days at the end are dropped. Step t of column j is the day right after step t-1 of
-    the
-    same column, so a hidden state can be carried down each column from batch to batch.
+    leftover days at the end are dropped. Step t of column j is the day right after step
+    t-1 of the same column, so a hidden state can be carried down each column from batch
+    to batch.
     """
     series = require_series(series)  # (days, features)
     require_positive_int(num_streams, "num_streams")
@@ -662,14 +645,10 @@ def train_stateful(
     features), in order.
 
     Every step of a chunk forecasts the next day. With ``carry_state`` the final hidden
-    state
-    of one chunk is the initial state of the next, *detached*: the forward pass
-    remembers the
-    past, but backpropagation stops at the chunk boundary (truncated BPTT, chapter 4),
-    so each
-    step costs the same and the graph of the previous chunk can be freed. Without it
-    every
-    chunk starts from h₀ = 0 (stateless).
+    state of one chunk is the initial state of the next, *detached*: the forward pass
+    remembers the past, but backpropagation stops at the chunk boundary (truncated BPTT,
+    chapter 4), so each step costs the same and the graph of the previous chunk can be
+    freed. Without it every chunk starts from h₀ = 0 (stateless).
     """
     require_tensor(
         streams, "streams", ndim=3, shape_hint="(stream_length, num_streams, features)"
@@ -738,8 +717,7 @@ def pad_sequences(
     batch.
 
     Returns ``(padded (max_length, batch, features), lengths (batch,))``, batch-first if
-    asked;
-    lengths is an int64 tensor on the CPU, as ``pack_padded_sequence`` wants it.
+    asked; lengths is an int64 tensor on the CPU, as ``pack_padded_sequence`` wants it.
     """
     if len(sequences) == 0:
         raise ValueError(
@@ -797,11 +775,9 @@ def run_packed(
     """Run ``rnn`` over a padded batch so that no sequence ever reads its padding.
 
     ``pack_padded_sequence`` packs the real steps only; at step t the RNN processes just
-    the
-    sequences longer than t. Returns ``(output, h_n)``: output shaped like the padded
-    input
-    (zeros after each sequence's end), h_n the state after each sequence's own last
-    step.
+    the sequences longer than t. Returns ``(output, h_n)``: output shaped like the
+    padded input (zeros after each sequence's end), h_n the state after each sequence's
+    own last step.
     """
     require_tensor(
         padded,

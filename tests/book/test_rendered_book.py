@@ -1,33 +1,29 @@
 """The rendered book, tested in a real browser.
 
 Every page of ``_build/html`` is served over HTTP on 127.0.0.1 and loaded in headless
-Chromium
-(Debian's ``chromium`` and ``chromium-driver``, driven by Selenium). For each page the
-tests check
+Chromium (Debian's ``chromium`` and ``chromium-driver``, driven by Selenium). For each
+page the tests check
 that:
 
 - the math is typeset by MathJax: every formula holds an ``mjx-container``, no MathJax
-error box,
-  and no raw ``$$``, ``\\(``, ``\\[`` (or inline TeX between single dollars) in the
-  page's text;
+  error box, and no raw ``$$``, ``\\(``, ``\\[`` (or inline TeX between single dollars)
+  in the page's text;
 - every ``<img>`` has loaded (``complete`` and ``naturalWidth > 0``);
 - every internal link (a page of the book, a download, with or without ``#anchor``)
-points to an
-  existing file and, for an anchor, to an element with that id on the target page;
+  points to an existing file and, for an anchor, to an element with that id on the
+  target page;
 - the browser console shows no error (no SEVERE log entry) while the page loads and
-typesets.
+  typesets.
 
 The browser cannot reach any host but 127.0.0.1 (``--host-resolver-rules``), so a page
-that needs
-a CDN (MathJax, fonts, scripts) fails here whether or not the machine is online, as it
-would for a
-reader without a network. Each page is loaded as on a first visit (local storage
-cleared).
+that needs a CDN (MathJax, fonts, scripts) fails here whether or not the machine is
+online, as it would for a reader without a network. Each page is loaded as on a first
+visit (local storage cleared).
 
 Environment variables:
 - ``RNN_COURSE_HTML``: the folder to test instead of ``_build/html``.
 - ``CI``: when set, a missing browser, driver or Selenium fails the tests instead of
-skipping them.
+  skipping them.
 """
 
 from __future__ import annotations
@@ -53,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HTML_DIR = Path(os.environ.get("RNN_COURSE_HTML") or ROOT / "_build" / "html").resolve()
 
 # Pages Sphinx writes whatever the book holds. They are tested only when a page of the
-# book links
-# to them (an <a href> or a <form action>), i.e. when a reader can reach them.
+# book links to them (an <a href> or a <form action>), i.e. when a reader can reach
+# them.
 SPHINX_SPECIAL_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
 
 PAGE_LOAD_TIMEOUT_S = 30
@@ -100,8 +96,7 @@ def _parse_static(path: Path) -> _RefParser:
 
 def _is_asset_dir(part: str) -> bool:
     # _static holds theme partials (webpack-macros.html), _sources the page sources,
-    # _images the
-    # figures; hidden folders are no part of the book either.
+    # _images the figures; hidden folders are no part of the book either.
     return part.startswith("_") or part.startswith(".")
 
 
@@ -274,8 +269,7 @@ def driver():
 # Loading one page and reading what the browser shows.
 
 # Runs after the load event: waits for MathJax's first typesetting, makes lazy images
-# load, waits
-# for the images and fonts, then reports what is on the page.
+# load, waits for the images and fonts, then reports what is on the page.
 INSPECT_JS = r"""
 const done = arguments[arguments.length - 1];
 const MATHJAX_WAIT_MS = arguments[0], IMAGE_WAIT_MS = arguments[1];
@@ -297,9 +291,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   }
 
   document.querySelectorAll('img[loading="lazy"]').forEach((img) => { img.loading =
-  "eager"; });
-  const pending = Array.from(document.images).filter((img) => !img.complete).map((img)
-  =>
+  "eager"; }); const pending = Array.from(document.images).filter((img) =>
+  !img.complete).map((img) =>
     new Promise((r) => { img.addEventListener("load", r, {once: true});
     img.addEventListener("error", r, {once: true}); }));
   await Promise.race([Promise.all(pending), sleep(IMAGE_WAIT_MS)]);
@@ -313,17 +306,16 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     img.getAttribute("alt"),
   }));
 
-  const formulas = Array.from(document.querySelectorAll(".math"));
-  out.formulas = formulas.length;
-  out.untypeset = formulas.filter((el) => !el.querySelector("mjx-container"))
+  const formulas = Array.from(document.querySelectorAll(".math")); out.formulas =
+  formulas.length; out.untypeset = formulas.filter((el) =>
+  !el.querySelector("mjx-container"))
     .map((el) => el.textContent.trim().slice(0, 80));
   out.mjxContainers = document.querySelectorAll("mjx-container").length;
   out.mathErrors = Array.from(document.querySelectorAll("mjx-merror"))
     .map((el) => (el.getAttribute("data-mjx-error") || el.textContent).slice(0, 120));
 
-  const body = document.body.cloneNode(true);
-  body.querySelectorAll("script, style, noscript, template, textarea, pre, code, kbd,
-  samp, mjx-container")
+  const body = document.body.cloneNode(true); body.querySelectorAll("script, style,
+  noscript, template, textarea, pre, code, kbd, samp, mjx-container")
     .forEach((el) => el.remove());
   out.text = body.textContent;
 
@@ -623,20 +615,14 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const players = Array.from(document.querySelectorAll("input.anim-slider"));
   const out = [];
   for (const slider of players) {
-    const root = slider.closest(".animation");
-    const img = root.querySelector("img");
-    const first = img.src;
-    root.querySelector('button[title="Next frame"]').click();
-    await sleep(100);
-    const afterNext = img.src;
-    slider.value = slider.max;
-    slider.dispatchEvent(new Event("input"));
-    slider.dispatchEvent(new Event("change"));
-    await sleep(100);
-    out.push({frames: Number(slider.max) + 1, nextChanged: afterNext !== first,
+    const root = slider.closest(".animation"); const img = root.querySelector("img");
+    const first = img.src; root.querySelector('button[title="Next frame"]').click();
+    await sleep(100); const afterNext = img.src; slider.value = slider.max;
+    slider.dispatchEvent(new Event("input")); slider.dispatchEvent(new Event("change"));
+    await sleep(100); out.push({frames: Number(slider.max) + 1, nextChanged: afterNext
+    !== first,
               sliderChanged: img.src !== afterNext, value: slider.value});
-  }
-  return out;
+  } return out;
 })().then(done, (e) => done({scriptError: String(e && e.stack || e)}));
 """
 

@@ -46,8 +46,7 @@ def test_unrolled_state_labels_sit_clear_of_arrows_boxes_and_each_other(
         if t.get_text().startswith("$h_{") and not t.get_text().startswith("$h_0")
     ]
     # one per arrow: seq_len along time in every layer (the last one leaves the
-    # network),
-    # seq_len between each pair of stacked layers
+    # network), seq_len between each pair of stacked layers
     assert len(labels) == seq_len * num_layers + seq_len * (num_layers - 1)
     label_boxes = [t.get_window_extent(renderer) for t in labels]
     others = [patch.get_window_extent(renderer) for patch in ax.patches]
