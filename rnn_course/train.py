@@ -47,7 +47,7 @@ from .validate import (
     require_tensor,
 )
 
-PROGRESS_COLUMNS = 88
+PROGRESS_COLUMNS = 80
 """Width of the progress bars: the book's text column, so no line of a bar is cut off.
 """
 
