@@ -48,8 +48,9 @@ from .validate import (
 )
 
 PROGRESS_COLUMNS = 80
-"""Width of the progress bars: the book's text column, so no line of a bar is cut off.
-"""
+"""Width of the progress bars, within the book's text column, so no line is cut off."""
+PROGRESS_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+"""tqdm's bar without its rate and time left, so the losses fit in PROGRESS_COLUMNS."""
 
 
 @dataclass
@@ -452,6 +453,7 @@ def train_forecaster(
         disable=not progress,
         mininterval=1.0,
         ncols=PROGRESS_COLUMNS,
+        bar_format=PROGRESS_FORMAT,
     )
     for _ in bar:
         history.train_loss.append(
@@ -681,6 +683,7 @@ def train_stateful(
         disable=not progress,
         mininterval=1.0,
         ncols=PROGRESS_COLUMNS,
+        bar_format=PROGRESS_FORMAT,
     ):
         h, total_loss, total_steps = None, 0.0, 0
         for start in range(0, streams.shape[0] - 1, chunk_length):
