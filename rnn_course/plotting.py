@@ -262,6 +262,9 @@ def animation_html(animation, alt: str) -> str:
     html = animation.to_jshtml()
     start = html.index('<link rel="stylesheet"')
     html = html[:start] + html[html.index(">", start) + 1 :]  # the CDN stylesheet
+    # the repeat-mode form is read by the player's script, never submitted: its action
+    # "#n" would be a link to an anchor that does not exist
+    html = html.replace(' action="#n"', "")
     for icon, text in _BUTTON_TEXT.items():
         html = html.replace(f'<i class="{icon}"></i>', text)
     escaped = alt.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")

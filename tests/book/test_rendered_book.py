@@ -281,41 +281,45 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     out.mathjax = MJ.version || "unknown version";
     const result = await Promise.race([
       MJ.startup.promise.then(() => "ok", (e) => "failed: " + e),
-      sleep(MATHJAX_WAIT_MS).then(() => "did not finish typesetting within " +
-      MATHJAX_WAIT_MS + " ms"),
+      sleep(MATHJAX_WAIT_MS).then(
+        () => "did not finish typesetting within " + MATHJAX_WAIT_MS + " ms"),
     ]);
     if (result !== "ok") out.mathjaxProblem = result;
   } else if (MJ) {
-    out.mathjaxProblem = "MathJax is configured but its script did not run (not
-    loaded?)";
+    out.mathjaxProblem =
+      "MathJax is configured but its script did not run (not loaded?)";
   }
 
-  document.querySelectorAll('img[loading="lazy"]').forEach((img) => { img.loading =
-  "eager"; }); const pending = Array.from(document.images).filter((img) =>
-  !img.complete).map((img) =>
-    new Promise((r) => { img.addEventListener("load", r, {once: true});
-    img.addEventListener("error", r, {once: true}); }));
+  document.querySelectorAll('img[loading="lazy"]')
+    .forEach((img) => { img.loading = "eager"; });
+  const pending = Array.from(document.images).filter((img) => !img.complete)
+    .map((img) => new Promise((r) => {
+      img.addEventListener("load", r, {once: true});
+      img.addEventListener("error", r, {once: true});
+    }));
   await Promise.race([Promise.all(pending), sleep(IMAGE_WAIT_MS)]);
-  if (document.fonts && document.fonts.ready) await Promise.race([document.fonts.ready,
-  sleep(5000)]);
+  if (document.fonts && document.fonts.ready) {
+    await Promise.race([document.fonts.ready, sleep(5000)]);
+  }
   await sleep(150);  // let late console messages arrive
 
   out.images = Array.from(document.images).map((img) => ({
     src: img.getAttribute("src"), url: img.currentSrc || img.src,
-    complete: img.complete, naturalWidth: img.naturalWidth, alt:
-    img.getAttribute("alt"),
+    complete: img.complete, naturalWidth: img.naturalWidth,
+    alt: img.getAttribute("alt"),
   }));
 
-  const formulas = Array.from(document.querySelectorAll(".math")); out.formulas =
-  formulas.length; out.untypeset = formulas.filter((el) =>
-  !el.querySelector("mjx-container"))
+  const formulas = Array.from(document.querySelectorAll(".math"));
+  out.formulas = formulas.length;
+  out.untypeset = formulas.filter((el) => !el.querySelector("mjx-container"))
     .map((el) => el.textContent.trim().slice(0, 80));
   out.mjxContainers = document.querySelectorAll("mjx-container").length;
   out.mathErrors = Array.from(document.querySelectorAll("mjx-merror"))
     .map((el) => (el.getAttribute("data-mjx-error") || el.textContent).slice(0, 120));
 
-  const body = document.body.cloneNode(true); body.querySelectorAll("script, style,
-  noscript, template, textarea, pre, code, kbd, samp, mjx-container")
+  const body = document.body.cloneNode(true);
+  body.querySelectorAll(
+    "script, style, noscript, template, textarea, pre, code, kbd, samp, mjx-container")
     .forEach((el) => el.remove());
   out.text = body.textContent;
 
@@ -615,14 +619,20 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const players = Array.from(document.querySelectorAll("input.anim-slider"));
   const out = [];
   for (const slider of players) {
-    const root = slider.closest(".animation"); const img = root.querySelector("img");
-    const first = img.src; root.querySelector('button[title="Next frame"]').click();
-    await sleep(100); const afterNext = img.src; slider.value = slider.max;
-    slider.dispatchEvent(new Event("input")); slider.dispatchEvent(new Event("change"));
-    await sleep(100); out.push({frames: Number(slider.max) + 1, nextChanged: afterNext
-    !== first,
-              sliderChanged: img.src !== afterNext, value: slider.value});
-  } return out;
+    const root = slider.closest(".animation");
+    const img = root.querySelector("img");
+    const first = img.src;
+    root.querySelector('button[title="Next frame"]').click();
+    await sleep(100);
+    const afterNext = img.src;
+    slider.value = slider.max;
+    slider.dispatchEvent(new Event("input"));
+    slider.dispatchEvent(new Event("change"));
+    await sleep(100);
+    out.push({frames: Number(slider.max) + 1, nextChanged: afterNext !== first,
+              sliderChanged: img.src !== afterNext});
+  }
+  return out;
 })().then(done, (e) => done({scriptError: String(e && e.stack || e)}));
 """
 
@@ -700,3 +710,30 @@ def test_internal_links_resolve(
                 )
     if problems:
         _fail(report.label, f"{len(problems)} broken internal link(s)", problems)
+
+
+EXERCISE_NUMBER = re.compile(
+    r'<span class="caption-number">Exercise (\d+)\.(\d+) </span>'
+)
+
+
+def test_exercises_are_numbered_per_chapter() -> None:
+    """On every page, exercises read N.1, N.2, ... with one chapter number N per page,
+    and no two pages share a chapter number (the numbers restart in each chapter)."""
+    chapters: dict[str, str] = {}
+    numbered = 0
+    for page in PAGES:
+        found = EXERCISE_NUMBER.findall((HTML_DIR / page).read_text(errors="replace"))
+        if not found:
+            continue
+        numbered += 1
+        assert len({chapter for chapter, _ in found}) == 1, f"{page}: {found}"
+        assert [int(k) for _, k in found] == list(range(1, len(found) + 1)), (
+            f"{page}: {found}"
+        )
+        chapter = found[0][0]
+        assert chapter not in chapters, (
+            f"{page} and {chapters.get(chapter)}: chapter {chapter}"
+        )
+        chapters[chapter] = page
+    assert numbered, "no page has a numbered exercise: is sphinx-exercise numbering on?"

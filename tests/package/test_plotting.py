@@ -138,5 +138,8 @@ def test_animation_html_has_alt_text_and_nothing_fetched_from_the_web():
     assert "http" not in html and 'class="fa' not in html
     assert html.count("data:image/png;base64") == 3  # one frame per slider position
     assert 'type="range"' in html
+    assert (
+        'href="#' not in html and 'action="#' not in html
+    )  # no link to a missing anchor
     with pytest.raises(ValueError, match="alt is empty"):
         animation_html(animation, alt=" ")
