@@ -1,18 +1,24 @@
-"""Benchmark (not a test): plain serial ``nbgrader autograde`` against ``rnn-course grade``.
+"""Benchmark (not a test): plain serial ``nbgrader autograde`` against ``rnn-course
+grade``.
 
-In one run, on N submissions of one assignment (a mix of correct, blank and wrong answers):
+In one run, on N submissions of one assignment (a mix of correct, blank and wrong
+answers):
 
-1. plain nbgrader: ``nbgrader autograde`` (serial, add_missing_cells on) in a temporary course copy;
+1. plain nbgrader: ``nbgrader autograde`` (serial, add_missing_cells on) in a temporary
+   course copy;
 2. ``rnn-course grade --workers W`` with the sandbox;
 3. ``rnn-course grade --workers W --no-sandbox``.
 
-Prints the wall-clock times, the speed ratio plain / ours (target >= 1.7 with 2 workers on 2 cores),
-the sandbox's overhead (sandbox / no-sandbox - 1, target <= 15%), and whether all three agree on
-every score. Each command runs as a subprocess, imports included, after the gradebooks already
-know the assignment (``nbgrader generate_assignment``, not timed).
+Prints the wall-clock times, the speed ratio plain / ours (target >= 1.7 with 2 workers
+on 2 cores), the sandbox's overhead (sandbox / no-sandbox - 1, target <= 15%), and
+whether all three agree on every score. Each command runs as a subprocess, imports
+included, after the gradebooks already know the assignment (``nbgrader
+generate_assignment``, not timed).
 
-    .venv/bin/python benchmarks/grading_speed.py            # N = 24, W = 2, ch02_memory_cell
-    .venv/bin/python benchmarks/grading_speed.py --submissions 12 --workers 2 --assignment ch01_neuron
+    .venv/bin/python benchmarks/grading_speed.py            # N = 24, W = 2,
+    ch02_memory_cell
+    .venv/bin/python benchmarks/grading_speed.py --submissions 12 --workers 2
+    --assignment ch01_neuron
 
 The sandboxed run needs root and bubblewrap; without them, pass --skip-sandbox.
 """
@@ -53,21 +59,33 @@ def course_copy(target: Path) -> Path:
 
 
 def answer_cells(nb) -> list:
-    return [cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("solution")
-            and not cell.metadata.get("nbgrader", {}).get("grade")]
+    return [
+        cell
+        for cell in nb.cells
+        if cell.metadata.get("nbgrader", {}).get("solution")
+        and not cell.metadata.get("nbgrader", {}).get("grade")
+    ]
 
 
 def strip_markers(source: str) -> str:
-    return "\n".join(line for line in source.splitlines() if "### BEGIN SOLUTION" not in line
-                     and "### END SOLUTION" not in line)
+    return "\n".join(
+        line
+        for line in source.splitlines()
+        if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line
+    )
 
 
 def make_submissions(course: Path, assignment: str, count: int, folder: Path) -> None:
-    """A third correct, a third blank, a third with one part wrong (its function raises), in turn."""
+    """A third correct, a third blank, a third with one part wrong (its function
+    raises), in turn.
+    """
     notebook = f"{assignment}.ipynb"
     source = nbformat.read(course / "solutions" / assignment / notebook, as_version=4)
     release = nbformat.read(course / "exercises" / assignment / notebook, as_version=4)
-    solutions = {cell.metadata.nbgrader["grade_id"]: strip_markers(cell.source) for cell in answer_cells(source)}
+    solutions = {
+        cell.metadata.nbgrader["grade_id"]: strip_markers(cell.source)
+        for cell in answer_cells(source)
+    }
     correct = copy.deepcopy(release)
     for cell in answer_cells(correct):
         cell.source = solutions[cell.metadata.nbgrader["grade_id"]]
@@ -77,20 +95,37 @@ def make_submissions(course: Path, assignment: str, count: int, folder: Path) ->
         if kind == "wrong":
             cells = answer_cells(nb)
             broken = cells[(index // 3) % len(cells)]
-            broken.source = broken.source.split("\n")[0] + "\n    raise ValueError('wrong on purpose')\n"
+            broken.source = (
+                broken.source.split("\n")[0]
+                + "\n    raise ValueError('wrong on purpose')\n"
+            )
         target = folder / f"student{index:03d}" / assignment
         target.mkdir(parents=True)
         nbformat.write(nb, target / notebook)
 
 
 def generate(course: Path, assignment: str) -> None:
-    subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force"],
-                   cwd=course, env=environment(), check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nbgrader",
+            "generate_assignment",
+            assignment,
+            "--force",
+        ],
+        cwd=course,
+        env=environment(),
+        check=True,
+        capture_output=True,
+    )
 
 
 def timed(command: list[str], cwd: Path) -> float:
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True)
+    result = subprocess.run(
+        command, cwd=cwd, env=environment(), capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - start
     if result.returncode not in (0, 1):
         print(result.stdout[-3000:], result.stderr[-3000:], file=sys.stderr)
@@ -103,16 +138,21 @@ def plain_scores(course: Path, assignment: str) -> dict[str, float]:
         rows = db.execute(
             "SELECT student.id, SUM(COALESCE(grade.auto_score, 0)) FROM grade "
             "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
-            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
+            "JOIN submitted_assignment ON submitted_notebook.assignment_id = "
+            "submitted_assignment.id "
             "JOIN student ON submitted_assignment.student_id = student.id "
             "JOIN assignment ON submitted_assignment.assignment_id = assignment.id "
-            "WHERE assignment.name = ? GROUP BY student.id", (assignment,)).fetchall()
+            "WHERE assignment.name = ? GROUP BY student.id",
+            (assignment,),
+        ).fetchall()
     return {student: float(score) for student, score in rows}
 
 
 def our_scores(table: Path) -> dict[str, float]:
     with open(table, newline="") as handle:
-        return {row["student"]: float(row["score"] or 0) for row in csv.DictReader(handle)}
+        return {
+            row["student"]: float(row["score"] or 0) for row in csv.DictReader(handle)
+        }
 
 
 def main() -> None:
@@ -120,7 +160,9 @@ def main() -> None:
     parser.add_argument("--assignment", default="ch02_memory_cell")
     parser.add_argument("--submissions", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--skip-sandbox", action="store_true", help="no root or no bubblewrap here")
+    parser.add_argument(
+        "--skip-sandbox", action="store_true", help="no root or no bubblewrap here"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="grading-benchmark-"))
     try:
@@ -131,33 +173,80 @@ def main() -> None:
         shutil.copytree(submitted, plain / "submitted")
         generate(plain, args.assignment)
         shutil.copy(plain / "gradebook.db", ours / "gradebook.db")
-        print(f"{args.submissions} submissions of {args.assignment} ({os.cpu_count()} cores)")
+        print(
+            f"{args.submissions} submissions of {args.assignment} ({os.cpu_count()} "
+            "cores)"
+        )
 
-        plain_seconds = timed([sys.executable, "-m", "nbgrader", "autograde", args.assignment, "--force",
-                               "--OverwriteCells.add_missing_cells=True", "--Execute.timeout=30"], plain)
+        plain_seconds = timed(
+            [
+                sys.executable,
+                "-m",
+                "nbgrader",
+                "autograde",
+                args.assignment,
+                "--force",
+                "--OverwriteCells.add_missing_cells=True",
+                "--Execute.timeout=30",
+            ],
+            plain,
+        )
         print(f"plain nbgrader autograde (serial):        {plain_seconds:7.1f} s")
         results = {"plain": plain_scores(plain, args.assignment)}
-        command = [str(BIN / "rnn-course"), "grade", args.assignment, str(submitted), "--workers", str(args.workers),
-                   "--force"]
+        command = [
+            str(BIN / "rnn-course"),
+            "grade",
+            args.assignment,
+            str(submitted),
+            "--workers",
+            str(args.workers),
+            "--force",
+        ]
         sandbox_seconds = None
         if not args.skip_sandbox:
-            sandbox_seconds = timed(command + ["--output", str(work / "out-sandbox")], ours)
-            print(f"rnn-course grade, {args.workers} workers, sandbox:     {sandbox_seconds:7.1f} s")
+            sandbox_seconds = timed(
+                command + ["--output", str(work / "out-sandbox")], ours
+            )
+            print(
+                f"rnn-course grade, {args.workers} workers, sandbox:     "
+                f"{sandbox_seconds:7.1f} s"
+            )
             results["sandbox"] = our_scores(work / "out-sandbox" / "grades.csv")
-        free_seconds = timed(command + ["--no-sandbox", "--output", str(work / "out-free")], ours)
-        print(f"rnn-course grade, {args.workers} workers, no sandbox:  {free_seconds:7.1f} s")
+        free_seconds = timed(
+            command + ["--no-sandbox", "--output", str(work / "out-free")], ours
+        )
+        print(
+            f"rnn-course grade, {args.workers} workers, no sandbox:  "
+            f"{free_seconds:7.1f} s"
+        )
         results["no sandbox"] = our_scores(work / "out-free" / "grades.csv")
 
         if sandbox_seconds is not None:
-            print(f"speed ratio plain / ours (sandbox):       {plain_seconds / sandbox_seconds:7.2f}   (target >= 1.7)")
-            print(f"sandbox overhead (sandbox / no sandbox):  {100 * (sandbox_seconds / free_seconds - 1):6.1f} %"
-                  "   (target <= 15%)")
-        print(f"speed ratio plain / ours (no sandbox):    {plain_seconds / free_seconds:7.2f}")
+            print(
+                "speed ratio plain / ours (sandbox):       "
+                f"{plain_seconds / sandbox_seconds:7.2f}   (target >= 1.7)"
+            )
+            print(
+                "sandbox overhead (sandbox / no sandbox):  "
+                f"{100 * (sandbox_seconds / free_seconds - 1):6.1f} %"
+                "   (target <= 15%)"
+            )
+        print(
+            "speed ratio plain / ours (no sandbox):    "
+            f"{plain_seconds / free_seconds:7.2f}"
+        )
         students = sorted(results["plain"])
-        disagreements = [student for student in students
-                         if len({round(scores.get(student, -1), 6) for scores in results.values()}) != 1]
-        print(f"scores: {sum(results['plain'].values()):g} points in all; "
-              f"{len(disagreements)} submissions graded differently" + (f": {disagreements}" if disagreements else ""))
+        disagreements = [
+            student
+            for student in students
+            if len({round(scores.get(student, -1), 6) for scores in results.values()})
+            != 1
+        ]
+        print(
+            f"scores: {sum(results['plain'].values()):g} points in all; "
+            f"{len(disagreements)} submissions graded differently"
+            + (f": {disagreements}" if disagreements else "")
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,9 +1,10 @@
 """Devices, seeds and deterministic settings (used by every chapter and by grading).
 
-The course runs the same code on a laptop CPU, an NVIDIA GPU (CUDA) or an Apple GPU (MPS).
-Code takes a ``device`` argument instead of assuming one; :func:`get_device` picks the best
-one available, and :func:`make_deterministic` fixes everything that changes printed numbers
-between runs: the random seeds, the number of CPU threads and the non-deterministic GPU kernels.
+The course runs the same code on a laptop CPU, an NVIDIA GPU (CUDA) or an Apple GPU
+(MPS). Code takes a ``device`` argument instead of assuming one; :func:`get_device`
+picks the best one available, and :func:`make_deterministic` fixes everything that
+changes printed numbers between runs: the random seeds, the number of CPU threads and
+the non-deterministic GPU kernels.
 """
 
 from __future__ import annotations
@@ -22,19 +23,28 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     """Return the device to compute on.
 
     ``prefer`` may name a device ("cpu", "cuda", "cuda:1", "mps"); without it the best
-    available one is chosen, in the order CUDA, MPS, CPU. Asking for a device this machine
-    does not have is an error rather than a silent fall-back to the CPU.
+    available one is chosen, in the order CUDA, MPS, CPU. Asking for a device this
+    machine does not have is an error rather than a silent fall-back to the CPU.
     """
     if prefer is not None:
         device = torch.device(prefer)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {str(device)!r} was asked for, but CUDA is not available here; "
-                               "use 'cpu' or leave the device unset to pick the best available one")
+            raise RuntimeError(
+                f"device {str(device)!r} was asked for, but CUDA is not available "
+                "here; "
+                "use 'cpu' or leave the device unset to pick the best available one"
+            )
         if device.type == "mps" and not _mps_available():
-            raise RuntimeError(f"device 'mps' was asked for, but Apple's MPS backend is not available here; "
-                               "use 'cpu' or leave the device unset")
+            raise RuntimeError(
+                "device 'mps' was asked for, but Apple's MPS backend is not available "
+                "here; "
+                "use 'cpu' or leave the device unset"
+            )
         if device.type not in ("cpu", "cuda", "mps"):
-            raise ValueError(f"unsupported device type {device.type!r}; expected 'cpu', 'cuda' or 'mps'")
+            raise ValueError(
+                f"unsupported device type {device.type!r}; expected 'cpu', 'cuda' or "
+                "'mps'"
+            )
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -57,13 +67,16 @@ def seed_everything(seed: int = DEFAULT_SEED) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def make_deterministic(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS) -> None:
+def make_deterministic(
+    seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS
+) -> None:
     """Make results repeatable, as grading and the book's stored outputs need.
 
-    Seeds are not enough: a float sum split over two CPU threads can differ in its last bits
-    from the same sum on one thread, so the thread count is fixed too. On CUDA, TF32 matrix
-    products are switched off (they round to ~10 bits) and PyTorch is asked for deterministic
-    kernels; cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` for that, set here if it is unset.
+    Seeds are not enough: a float sum split over two CPU threads can differ in its last
+    bits from the same sum on one thread, so the thread count is fixed too. On CUDA,
+    TF32 matrix products are switched off (they round to ~10 bits) and PyTorch is asked
+    for deterministic kernels; cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` for that, set
+    here if it is unset.
     """
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive int, got {threads!r}")
@@ -84,4 +97,5 @@ def describe_device(device: torch.device) -> str:
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "mps":
         return "mps (Apple GPU)"
-    return f"cpu ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads != 1 else ''})"

@@ -5,15 +5,25 @@ import datetime as dt
 import pytest
 import torch
 
-from rnn_course.data import (Standardizer, load_daily_temperatures, load_seattle_weather, make_windows,
-                             noisy_sine_sequences, split_by_time)
+from rnn_course.data import (
+    Standardizer,
+    load_daily_temperatures,
+    load_seattle_weather,
+    make_windows,
+    noisy_sine_sequences,
+    split_by_time,
+)
 
 
 def test_seattle_weather_is_shipped_complete_and_ordered():
     weather = load_seattle_weather()
     assert len(weather) == 1461  # 2012-01-01 .. 2015-12-31, 2012 is a leap year
-    assert weather.dates[0] == dt.date(2012, 1, 1) and weather.dates[-1] == dt.date(2015, 12, 31)
-    assert all(b - a == dt.timedelta(days=1) for a, b in zip(weather.dates, weather.dates[1:]))
+    assert weather.dates[0] == dt.date(2012, 1, 1) and weather.dates[-1] == dt.date(
+        2015, 12, 31
+    )
+    assert all(
+        b - a == dt.timedelta(days=1) for a, b in zip(weather.dates, weather.dates[1:])
+    )
     # first row of the CSV: 2012/01/01,0.0,12.8,5.0,4.7,drizzle
     assert weather.values["temp_max"][0].item() == pytest.approx(12.8)
     assert weather.values["temp_min"][0].item() == pytest.approx(5.0)
@@ -32,9 +42,15 @@ def test_temperatures_dtype_and_bad_column():
 def test_split_by_time_is_consecutive_without_overlap():
     split = split_by_time(1461, 0.7, 0.15)
     days = torch.arange(1461)
-    train, validation, test = days[split.train], days[split.validation], days[split.test]
+    train, validation, test = (
+        days[split.train],
+        days[split.validation],
+        days[split.test],
+    )
     assert len(train) + len(validation) + len(test) == 1461
-    assert train.max() < validation.min() and validation.max() < test.min()  # strictly in time order
+    assert (
+        train.max() < validation.min() and validation.max() < test.min()
+    )  # strictly in time order
     assert len(train) == 1022 and len(validation) == 219 and len(test) == 220
     assert not set(train.tolist()) & set(test.tolist())
 
@@ -55,7 +71,9 @@ def test_standardizer_uses_training_period_only():
     scaler = Standardizer().fit(series[:3])
     assert scaler.mean.item() == pytest.approx(2.0)
     assert scaler.std.item() == pytest.approx(1.0)  # sample std of 1, 2, 3
-    torch.testing.assert_close(scaler.transform(series), torch.tensor([-1.0, 0.0, 1.0, 98.0, 198.0]))
+    torch.testing.assert_close(
+        scaler.transform(series), torch.tensor([-1.0, 0.0, 1.0, 98.0, 198.0])
+    )
     torch.testing.assert_close(scaler.inverse(scaler.transform(series)), series)
 
 
@@ -75,14 +93,18 @@ def test_windows_line_up_with_next_day_targets():
     for i in range(7):
         assert inputs[:, i, 0].tolist() == [i, i + 1, i + 2]
         assert targets[i, 0].item() == i + 3  # the day right after the window
-    batch_first_inputs, batch_first_targets = make_windows(series, window=3, batch_first=True)
+    batch_first_inputs, batch_first_targets = make_windows(
+        series, window=3, batch_first=True
+    )
     assert batch_first_inputs.shape == (7, 3, 1)
     assert torch.equal(batch_first_inputs, inputs.transpose(0, 1))
     assert torch.equal(batch_first_targets, targets)
 
 
 def test_windows_with_several_features_and_target_feature():
-    series = torch.stack([torch.arange(6.0), 10 * torch.arange(6.0)], dim=1)  # (days, 2)
+    series = torch.stack(
+        [torch.arange(6.0), 10 * torch.arange(6.0)], dim=1
+    )  # (days, 2)
     inputs, targets = make_windows(series, window=2, target_feature=1)
     assert inputs.shape == (2, 4, 2)
     assert inputs[:, 0].tolist() == [[0.0, 0.0], [1.0, 10.0]]

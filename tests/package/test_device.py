@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from rnn_course.device import describe_device, get_device, make_deterministic, seed_everything
+from rnn_course.device import (
+    describe_device,
+    get_device,
+    make_deterministic,
+    seed_everything,
+)
 
 
 def test_cpu_is_always_available_and_default_is_a_real_device():

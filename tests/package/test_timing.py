@@ -1,4 +1,6 @@
-"""rnn_course.timing: interleaved repeats, medians, and the forward+backward step used by chapter 5."""
+"""rnn_course.timing: interleaved repeats, medians, and the forward+backward step used
+by chapter 5.
+"""
 
 import pytest
 import torch
@@ -24,13 +26,19 @@ def test_order_rotates_each_round_after_warmup():
     calls = []
     functions = {name: (lambda name=name: calls.append(name)) for name in "ABC"}
     time_interleaved(functions, repeats=4, warmup=1)
-    assert calls == list("ABC" "ABC" "BCA" "CAB" "ABC")
+    assert calls == list("ABCABCBCACABABC")
 
 
 def test_median_of_each_function_from_a_fake_clock():
     clock = FakeClock()
-    durations = {"fast": iter([1.0, 9.0, 2.0, 3.0, 2.5]), "slow": iter([10.0, 11.0, 50.0, 12.0, 13.0])}
-    functions = {name: (lambda name=name: clock.spend(next(durations[name]))) for name in durations}
+    durations = {
+        "fast": iter([1.0, 9.0, 2.0, 3.0, 2.5]),
+        "slow": iter([10.0, 11.0, 50.0, 12.0, 13.0]),
+    }
+    functions = {
+        name: (lambda name=name: clock.spend(next(durations[name])))
+        for name in durations
+    }
     medians = time_interleaved(functions, repeats=5, warmup=0, clock=clock)
     assert list(medians) == ["fast", "slow"]
     assert medians == {"fast": 2.5, "slow": 12.0}
@@ -39,7 +47,9 @@ def test_median_of_each_function_from_a_fake_clock():
 def test_warmup_calls_are_not_timed():
     clock = FakeClock()
     durations = iter([100.0, 1.0, 2.0, 3.0])  # the first (warm-up) call is slow
-    medians = time_interleaved({"f": lambda: clock.spend(next(durations))}, repeats=3, warmup=1, clock=clock)
+    medians = time_interleaved(
+        {"f": lambda: clock.spend(next(durations))}, repeats=3, warmup=1, clock=clock
+    )
     assert medians == {"f": 2.0}
 
 
@@ -48,12 +58,23 @@ def test_real_clock_gives_positive_seconds():
     assert medians["sum"] > 0
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"functions": {}}, ValueError, "functions is empty"),
-    ({"functions": {"f": 3}}, TypeError, "functions\\['f'\\] must be a function"),
-    ({"functions": {"f": lambda: None}, "repeats": 0}, ValueError, "repeats must be a positive int"),
-    ({"functions": {"f": lambda: None}, "warmup": -1}, ValueError, "warmup must be an int >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"functions": {}}, ValueError, "functions is empty"),
+        ({"functions": {"f": 3}}, TypeError, "functions\\['f'\\] must be a function"),
+        (
+            {"functions": {"f": lambda: None}, "repeats": 0},
+            ValueError,
+            "repeats must be a positive int",
+        ),
+        (
+            {"functions": {"f": lambda: None}, "warmup": -1},
+            ValueError,
+            "warmup must be an int >= 0",
+        ),
+    ],
+)
 def test_bad_arguments_say_what_was_expected(kwargs, error, message):
     with pytest.raises(error, match=message):
         time_interleaved(**kwargs)
@@ -67,7 +88,9 @@ def test_synchronize_is_a_no_op_on_the_cpu(monkeypatch):
         assert synchronize(device) is None
     assert waited == []  # nothing queued on the CPU: no accelerator is asked to wait
     synchronize("cuda:0")
-    assert waited == ["cuda"]  # (the same function does wait on CUDA, here the recorder)
+    assert waited == [
+        "cuda"
+    ]  # (the same function does wait on CUDA, here the recorder)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -97,7 +120,9 @@ def test_forward_backward_of_a_cell_loop():
     cells = torch_rnn_to_cells(rnn)
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     rnn_forward_backward(rnn, x, rnn.parameters())()
-    rnn_forward_backward(lambda inputs: cell_loop(cells, inputs), x, cells.parameters())()
+    rnn_forward_backward(
+        lambda inputs: cell_loop(cells, inputs), x, cells.parameters()
+    )()
     torch.testing.assert_close(cells[1].weight_hh.grad, rnn.weight_hh_l1.grad)
 
 

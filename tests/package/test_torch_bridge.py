@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from rnn_course.rnn import ScratchRNN
-from rnn_course.torch_bridge import cell_loop, scratch_to_torch_rnn, torch_rnn_to_cells, torch_rnn_to_scratch
+from rnn_course.torch_bridge import (
+    cell_loop,
+    scratch_to_torch_rnn,
+    torch_rnn_to_cells,
+    torch_rnn_to_scratch,
+)
 
 F64 = torch.float64
 
@@ -36,7 +41,9 @@ def test_round_trip_torch_scratch_torch_keeps_outputs():
     torch.testing.assert_close(back(x)[0], rnn(x)[0], rtol=0, atol=1e-12)
     # the split of the bias changed, the sum did not
     assert not torch.equal(back.bias_hh_l0, rnn.bias_hh_l0)
-    torch.testing.assert_close(back.bias_ih_l0 + back.bias_hh_l0, rnn.bias_ih_l0 + rnn.bias_hh_l0)
+    torch.testing.assert_close(
+        back.bias_ih_l0 + back.bias_hh_l0, rnn.bias_ih_l0 + rnn.bias_hh_l0
+    )
 
 
 def test_rnn_without_bias_converts_to_zero_b():
@@ -64,7 +71,9 @@ def test_unsupported_and_bad_inputs():
     with pytest.raises(TypeError, match="expected a ScratchRNN"):
         scratch_to_torch_rnn(torch.nn.RNN(2, 3))
     cells = torch_rnn_to_cells(torch.nn.RNN(2, 3, 2))
-    with pytest.raises(ValueError, match=r"h0 must be \(num_layers, batch, hidden_size\) = \(2, 4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"h0 must be \(num_layers, batch, hidden_size\) = \(2, 4, 3\)"
+    ):
         cell_loop(cells, torch.randn(5, 4, 2), torch.zeros(4, 2, 3))
     with pytest.raises(ValueError, match="empty sequence"):
         cell_loop(cells, torch.randn(0, 4, 2))
