@@ -14,7 +14,7 @@ module             what it holds                                                
 ``torch_bridge``   weights to and from ``nn.RNN`` / ``nn.RNNCell``, cell loops    5
 ``timing``         side-by-side timing (interleaved repeats, medians)           5
 ``train``          an ``nn.RNN`` forecaster: training, multi-step, packing      6
-``gated``          LSTM and GRU from scratch, to and from ``nn.LSTM``/``nn.GRU``8
+``gated``          LSTM and GRU from scratch, ``nn.LSTM`` / ``nn.GRU`` twins    8
 ``device``         CPU / CUDA / MPS, seeds, deterministic settings              all
 ``checks``         assertions whose messages name the likely mistake            exercises
 =================  ==========================================================  =======
