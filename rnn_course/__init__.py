@@ -15,6 +15,7 @@ module             what it holds                                                
 ``timing``         side-by-side timing (interleaved repeats, medians)           5
 ``train``          an ``nn.RNN`` forecaster: training, multi-step, packing      6
 ``text``           Shakespeare (offline), characters, streams, sampling         7
+``gated``          LSTM and GRU from scratch, ``nn.LSTM`` / ``nn.GRU`` twins    8
 ``device``         CPU / CUDA / MPS, seeds, deterministic settings              all
 ``checks``         assertions whose messages name the likely mistake            exercises
 =================  ==========================================================  =======

@@ -463,7 +463,7 @@ _TORCH_REFERENCES = {
     "torch.gru": lambda: torch.gru,
 }
 # The package's chapters: every public function, and every method of its classes, is a reference.
-_COURSE_MODULES = ("data", "neuron", "cell", "rnn", "bptt", "torch_bridge", "train", "text")
+_COURSE_MODULES = ("data", "neuron", "cell", "rnn", "bptt", "torch_bridge", "train", "text", "gated")
 
 
 def default_references() -> list[str]:

@@ -407,3 +407,54 @@ def stream_perplexity(model, ids, seq_len):
     return sum(perplexities) / len(perplexities)
 ''', {"test_stream_perplexity"}, "Likely mistake: a mean of per-window perplexities"),
 ]
+
+# ch08_gated
+CH08 = "ch08_gated.ipynb"
+
+WRONG_ANSWERS["ch08_gated"] = [
+    _wrong("lstm-gate-order", CH08, "lstm_step", '''
+def lstm_step(x_t, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh):
+    """One LSTM step as nn.LSTMCell computes it: returns (h_t, c_t)."""
+    gates = x_t @ weight_ih.T + bias_ih + h_prev @ weight_hh.T + bias_hh
+    i_pre, g_pre, f_pre, o_pre = gates.chunk(4, dim=1)  # i, c, f, o: another order
+    c_t = torch.sigmoid(f_pre) * c_prev + torch.sigmoid(i_pre) * torch.tanh(g_pre)
+    return torch.sigmoid(o_pre) * torch.tanh(c_t), c_t
+''', {"test_lstm_step"}, "Likely mistake: gate blocks in the wrong order"),
+    _wrong("lstm-tanh-input-gate", CH08, "lstm_step", '''
+def lstm_step(x_t, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh):
+    """One LSTM step as nn.LSTMCell computes it: returns (h_t, c_t)."""
+    gates = x_t @ weight_ih.T + bias_ih + h_prev @ weight_hh.T + bias_hh
+    i_pre, f_pre, g_pre, o_pre = gates.chunk(4, dim=1)
+    input_gate = torch.tanh(i_pre)  # a tanh where the sigmoid belongs
+    c_t = torch.sigmoid(f_pre) * c_prev + input_gate * torch.tanh(g_pre)
+    return torch.sigmoid(o_pre) * torch.tanh(c_t), c_t
+''', {"test_lstm_step"}, "tanh where a sigmoid belongs: the input gate"),
+    _wrong("lstm-cell-from-hidden", CH08, "lstm_step", '''
+def lstm_step(x_t, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh):
+    """One LSTM step as nn.LSTMCell computes it: returns (h_t, c_t)."""
+    gates = x_t @ weight_ih.T + bias_ih + h_prev @ weight_hh.T + bias_hh
+    i_pre, f_pre, g_pre, o_pre = gates.chunk(4, dim=1)
+    c_t = torch.sigmoid(f_pre) * h_prev + torch.sigmoid(i_pre) * torch.tanh(g_pre)
+    return torch.sigmoid(o_pre) * torch.tanh(c_t), c_t
+''', {"test_lstm_step"}, "the new cell state from the old hidden state"),
+    _wrong("gru-reset-before-product", CH08, "gru_step", '''
+def gru_step(x_t, h_prev, weight_ih, weight_hh, bias_ih, bias_hh):
+    """One GRU step as nn.GRUCell computes it: returns h_t (batch, hidden)."""
+    i_r, i_z, i_n = (x_t @ weight_ih.T + bias_ih).chunk(3, dim=1)
+    W_hr, W_hz, W_hn = weight_hh.chunk(3, dim=0)
+    b_hr, b_hz, b_hn = bias_hh.chunk(3)
+    reset = torch.sigmoid(i_r + h_prev @ W_hr.T + b_hr)
+    update = torch.sigmoid(i_z + h_prev @ W_hz.T + b_hz)
+    new = torch.tanh(i_n + (reset * h_prev) @ W_hn.T + b_hn)  # the paper's position
+    return (1 - update) * new + update * h_prev
+''', {"test_gru_step"}, "Likely mistake: reset gate applied before the matrix product"),
+    _wrong("forget-input-swapped", CH08, "split_lstm_gates", '''
+def split_lstm_gates(state, layer):
+    """nn.LSTM's layer `layer` as {"input"|"forget"|"cell"|"output": (W_x, W_h, b)}."""
+    W_x = state[f"weight_ih_l{layer}"].chunk(4, dim=0)
+    W_h = state[f"weight_hh_l{layer}"].chunk(4, dim=0)
+    b = (state[f"bias_ih_l{layer}"] + state[f"bias_hh_l{layer}"]).chunk(4)
+    names = ("forget", "input", "cell", "output")  # forget first, as in "f, i, g, o"
+    return {name: (W_x[k], W_h[k], b[k]) for k, name in enumerate(names)}
+''', {"test_split_lstm_gates"}, "Likely mistake: forget and input gates swapped"),
+]
