@@ -232,7 +232,7 @@ def check_shape(actual, expected_shape: Sequence[int], what: str, hint: str | No
     headline = f"{what} has shape {got}, expected {expected}."
     for message, wrong_shape in (alternatives or {}).items():
         if got == tuple(int(size) for size in wrong_shape):
-            raise CheckFailed(_message(f"{headline}\n  Likely mistake: {message}", hint))
+            raise CheckFailed(_message(f"Likely mistake: {message}\n  {headline}", hint))
     if sorted(got) == sorted(expected) and _len(got) > 1:
         headline += " The sizes are right but in another order: are two dimensions swapped or transposed?"
     elif [s for s in got if s != 1] == [s for s in expected if s != 1]:
@@ -323,7 +323,7 @@ def check_close(actual, expected, what: str, atol: float = FLOAT32_ATOL, rtol: f
     for message, wrong in (alternatives or {}).items():
         wrong_tensor = as_plain_tensor(wrong, f"the alternative {message!r}")
         if _shape(wrong_tensor) == _shape(tensor) and _all_close(got, _flat_floats(wrong_tensor), atol, rtol):
-            raise CheckFailed(_message(f"{headline}\n  Likely mistake: {message}", hint))
+            raise CheckFailed(_message(f"Likely mistake: {message}\n  {headline}", hint))
     raise CheckFailed(_message(headline, hint))
 
 
