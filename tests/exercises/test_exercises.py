@@ -168,11 +168,11 @@ def test_source_notebooks_follow_the_conventions(assignment):
             assert docstring, f"{meta['grade_id']}: a test cell opens with a docstring saying what it checks"
             assert " ".join(docstring.split()).endswith((f"({meta['points']:g} points).", f"({meta['points']:g} point).")), \
                 f"{meta['grade_id']}: the docstring ends with the cell's points"
-        for cell in nb_cells(path):
-            long = [line for line in cell.source.splitlines() if len(line) > 88]
-            assert not long, f"{path.name}: code lines longer than 88 characters (ruff format, then wrap): {long}"
             assert "### BEGIN HIDDEN TESTS" in cell.source, f"{meta['grade_id']}: no hidden tests"
             assert meta["locked"] and meta["schema_version"] == 3
+        for code_cell in nb_cells(path):
+            long = [line for line in code_cell.source.splitlines() if len(line) > 88]
+            assert not long, f"{path.name}: code lines longer than 88 characters (ruff format, then wrap): {long}"
         for cell in answers:
             assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
             assert cell.source.startswith("def "), f"{cell.metadata['nbgrader']['grade_id']}: an answer is a function"
