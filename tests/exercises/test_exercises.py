@@ -144,7 +144,11 @@ def test_every_release_has_a_source():
 
 def nb_cells(path: Path) -> list[nbformat.NotebookNode]:
     """The code cells of a notebook."""
-    return [cell for cell in nbformat.read(str(path), as_version=4).cells if cell.cell_type == "code"]
+    return [
+        cell
+        for cell in nbformat.read(str(path), as_version=4).cells
+        if cell.cell_type == "code"
+    ]
 
 
 def _cells_by_id(path: Path) -> dict[str, nbformat.NotebookNode]:
@@ -164,15 +168,26 @@ def test_source_notebooks_follow_the_conventions(assignment):
         assert f"**{total:g}**" in intro, f"{path.name}: the first cell must state the total, **{total:g}** points"
         for cell in graded:
             meta = cell.metadata["nbgrader"]
-            docstring = ast.get_docstring(ast.parse(cell.source)) if cell.source.startswith('"""') else None
-            assert docstring, f"{meta['grade_id']}: a test cell opens with a docstring saying what it checks"
-            assert " ".join(docstring.split()).endswith((f"({meta['points']:g} points).", f"({meta['points']:g} point).")), \
-                f"{meta['grade_id']}: the docstring ends with the cell's points"
+            docstring = (
+                ast.get_docstring(ast.parse(cell.source))
+                if cell.source.startswith('"""')
+                else None
+            )
+            assert docstring, (
+                f"{meta['grade_id']}: a test cell opens with a docstring saying what it "
+                "checks"
+            )
+            assert " ".join(docstring.split()).endswith(
+                (f"({meta['points']:g} points).", f"({meta['points']:g} point).")
+            ), f"{meta['grade_id']}: the docstring ends with the cell's points"
             assert "### BEGIN HIDDEN TESTS" in cell.source, f"{meta['grade_id']}: no hidden tests"
             assert meta["locked"] and meta["schema_version"] == 3
         for code_cell in nb_cells(path):
             long = [line for line in code_cell.source.splitlines() if len(line) > 88]
-            assert not long, f"{path.name}: code lines longer than 88 characters (ruff format, then wrap): {long}"
+            assert not long, (
+                f"{path.name}: code lines longer than 88 characters (ruff format, then "
+                f"wrap): {long}"
+            )
         for cell in answers:
             assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
             assert cell.source.startswith("def "), f"{cell.metadata['nbgrader']['grade_id']}: an answer is a function"
@@ -205,7 +220,8 @@ class Graded:
     needs_manual_grade: bool
     cells: dict[str, tuple[float | None, float]] = field(default_factory=dict)  # grade_id -> (score, max)
     outputs: dict[str, str] = field(default_factory=dict)  # grade_id -> text of its outputs
-    errors: dict[str, str] = field(default_factory=dict)  # grade_id -> "ExceptionName: message"
+    # grade_id -> "ExceptionName: message"
+    errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> set[str]:
@@ -242,16 +258,24 @@ def _outputs_text(cell) -> str:
 
 
 def _error_text(cell) -> str:
-    """The exception a cell raised, as its traceback's last lines print it: "CheckFailed: ..."."""
-    return "\n".join(f"{output.get('ename', '')}: {output.get('evalue', '')}"
-                     for output in cell.get("outputs", []) if output.get("output_type") == "error")
+    """The exception a cell raised, as its traceback's last lines print it:
+    "CheckFailed: ..."."""
+    return "\n".join(
+        f"{output.get('ename', '')}: {output.get('evalue', '')}"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    )
 
 
 def _cut_lines(text: str) -> list[str]:
-    """The lines of ``text`` that `nbgrader validate` would cut (it indents and truncates each line)."""
+    """The lines of ``text`` that `nbgrader validate` would cut (it indents and
+    truncates each line)."""
     validator = Validator()
-    return [line for line in validator._indent(ANSI.sub("", text)).split("\n") if line.endswith("...")
-            and len(line) == validator.width]
+    return [
+        line
+        for line in validator._indent(ANSI.sub("", text)).split("\n")
+        if line.endswith("...") and len(line) == validator.width
+    ]
 
 
 def _read_grades(course: Course, students) -> dict[str, Graded]:
@@ -345,9 +369,13 @@ def test_each_assignment_has_three_wrong_answers(assignment):
 @pytest.mark.parametrize("assignment, wrong", WRONG, ids=[f"{a}-{w.name}" for a, w in WRONG])
 def test_wrong_answer_gets_partial_credit_and_a_hint(graded, assignment, wrong):
     result = graded[assignment][f"wrong-{wrong.name}"]
-    if not wrong.fails:  # another correct answer: what the notebook allows is not blocked
-        assert result.score == result.max_score, f"failed: {sorted(result.failed)}\n" + "\n".join(
-            result.outputs[grade_id] for grade_id in sorted(result.failed))
+    if (
+        not wrong.fails
+    ):  # another correct answer: what the notebook allows is not blocked
+        assert result.score == result.max_score, (
+            f"failed: {sorted(result.failed)}\n"
+            + "\n".join(result.outputs[grade_id] for grade_id in sorted(result.failed))
+        )
         return
     assert result.score is not None and 0 < result.score < result.max_score, result.score
     assert result.failed == wrong.fails, f"expected {sorted(wrong.fails)} to fail, got {sorted(result.failed)}"
@@ -356,24 +384,32 @@ def test_wrong_answer_gets_partial_credit_and_a_hint(graded, assignment, wrong):
             f"{grade_id} does not say {wrong.message!r}; it says:\n{result.outputs[grade_id][-1500:]}")
         assert result.errors[grade_id], f"{grade_id} failed without an error"
         cut = _cut_lines(result.errors[grade_id])
-        assert not cut, f"{grade_id}: `nbgrader validate` would cut these lines of the message: {cut}"
+        assert not cut, (
+            f"{grade_id}: `nbgrader validate` would cut these lines of the message: "
+            f"{cut}"
+        )
 
 
 def test_validate_prints_the_whole_hint(courses):
-    """What a student sees: `nbgrader validate` on a notebook with one wrong answer prints every
-    line of the failing test's message, the likely mistake included, none of them cut."""
+    """What a student sees: `nbgrader validate` on a notebook with one wrong answer
+    prints every line of the failing test's message, the likely mistake included, none
+    of them cut."""
     course = courses["ch02_memory_cell"]
     wrong = next(w for w in WRONG_ANSWERS["ch02_memory_cell"] if w.name == "h0-ignored")
     path = course.root / "validate" / wrong.notebook
     path.parent.mkdir()
     release = course.release / wrong.notebook
-    nbformat.write(answered_with(release, course.source / wrong.notebook, wrong), str(path))
+    nbformat.write(
+        answered_with(release, course.source / wrong.notebook, wrong), str(path)
+    )
     validator = Validator()
     results = validator.validate(str(path))
     failed = [cell["source"].split(":")[0] for cell in results.get("failed", [])]
     assert failed == ['"""run_memory_cell'], results
-    printed = validator._indent(results["failed"][0]["raw_error"])  # what validate_and_print writes
-    message = printed[printed.rindex("CheckFailed: "):]
+    printed = validator._indent(
+        results["failed"][0]["raw_error"]
+    )  # what validate_and_print writes
+    message = printed[printed.rindex("CheckFailed: ") :]
     assert wrong.found_in(message), message
     assert "Likely mistake: the h0 you were given is ignored" in message.split("\n")[0]
     assert not [line for line in message.split("\n") if line.endswith("...")], message

@@ -26,8 +26,8 @@ class WrongAnswer:
     message: str  # must appear in the failing test cells' output
 
     def found_in(self, output: str) -> bool:
-        """Whether ``message`` appears in ``output``, however the check wrapped its lines (messages
-        are wrapped to fit ``nbgrader validate``, see rnn_course.checks.fit_lines)."""
+        """Whether ``message`` appears in ``output``, however its lines were wrapped
+        (messages fit ``nbgrader validate``: rnn_course.checks.fit_lines)."""
         return " ".join(self.message.split()) in " ".join(output.split())
 
 
@@ -52,7 +52,7 @@ def _wrong(name, notebook, grade_id, source, fails, message):
 
 
 def _right(name, notebook, grade_id, source):
-    """Another correct answer (no part fails): it shows that what a notebook allows is not blocked."""
+    """Another correct answer (no part fails): what a notebook allows is not blocked."""
     return WrongAnswer(name, notebook, grade_id, source.strip("\n"), frozenset(), "")
 
 
@@ -90,18 +90,21 @@ def mean_absolute_error(predictions, targets):
 ''', {"test_mean_absolute_error"}, "Likely mistake: signed errors cancel out"),
         _wrong("mae-0d-tensor", CH01, "mean_absolute_error", '''
 def mean_absolute_error(predictions, targets):
-    """The average of |prediction - target| as a Python float; ValueError when the shapes differ."""
+    """The average of |prediction - target| as a Python float."""
     if predictions.shape != targets.shape:
         raise ValueError("shapes differ")
     return (predictions - targets).abs().mean()  # a 0-d tensor, not a Python float
-''', {"test_mean_absolute_error"}, "Return a Python float: mean_absolute_error([12, 15, 9, 10], [13, 14, 9, 12]) returned a 0-d tensor"),
+''', {"test_mean_absolute_error"},
+            "Return a Python float: mean_absolute_error([12, 15, 9, 10], "
+            "[13, 14, 9, 12]) returned a 0-d tensor"),
         _wrong("mae-tensor-in-if", CH01, "mean_absolute_error", '''
 def mean_absolute_error(predictions, targets):
-    """The average of |prediction - target| as a Python float; ValueError when the shapes differ."""
-    if predictions.shape != targets.shape or predictions != targets:  # compares the values too
+    """The average of |prediction - target| as a Python float."""
+    if predictions.shape != targets.shape or predictions != targets:  # values too
         raise ValueError("shapes differ")
     return (predictions - targets).abs().mean().item()
-''', {"test_mean_absolute_error"}, "Hint: a tensor stood where Python needs one True or False"),
+''', {"test_mean_absolute_error"},
+            "Hint: a tensor stood where Python needs one True or False"),
     ],
     "ch02_memory_cell": [
         _wrong("W_h-not-transposed", CH02, "memory_cell_step", '''
@@ -122,7 +125,7 @@ def run_memory_cell(xs, W_x, W_h, b, h0=None):
         _wrong("h0-ignored", CH02, "run_memory_cell", '''
 def run_memory_cell(xs, W_x, W_h, b, h0=None):
     """Run the cell over xs (seq_len, batch, input_size) from h0 (zeros if None)."""
-    h_t = xs.new_zeros(xs.shape[1], W_h.shape[0])  # always zeros: the given h0 is never used
+    h_t = xs.new_zeros(xs.shape[1], W_h.shape[0])  # always zeros: h0 is never used
     hidden_states = []
     for x_t in xs:
         h_t = memory_cell_step(x_t, h_t, W_x, W_h, b)
@@ -222,10 +225,12 @@ def rnn_backward(dh, x, hs, W_x, W_h):
 def rnn_backward(dh, x, hs, W_x, W_h):
     """BPTT for one tanh layer; returns (dx, dh0, dW_x, dW_h, db)."""
     dx = torch.zeros_like(x)
-    dW_x, dW_h, db = torch.zeros_like(W_x), torch.zeros_like(W_h), torch.zeros_like(W_h[0])
+    dW_x, dW_h = torch.zeros_like(W_x), torch.zeros_like(W_h)
+    db = torch.zeros_like(W_h[0])
     from_later_steps = torch.zeros_like(hs[0])
     for t in reversed(range(x.shape[0])):
-        g = (dh[t] + from_later_steps) * (1 - torch.tanh(hs[t + 1]) ** 2)  # hs is already tanh(z)
+        # hs already holds tanh(z): this takes tanh twice
+        g = (dh[t] + from_later_steps) * (1 - torch.tanh(hs[t + 1]) ** 2)
         dW_x += g.T @ x[t]
         dW_h += g.T @ hs[t]
         db += g.sum(dim=0)
@@ -237,7 +242,8 @@ def rnn_backward(dh, x, hs, W_x, W_h):
 def clip_by_value(gradients, clip_value):
     """Clamp every entry of every tensor in the tuple `gradients` into [-clip_value, clip_value]; returns a tuple of new tensors."""
     return tuple(g.clamp_(-clip_value, clip_value) for g in gradients)  # clamp_ works in place, on the caller's tensors
-''', {"test_clip_by_value"}, 'Do not modify any argument in place: clip_by_value changed gradients[0]'),
+''', {"test_clip_by_value"},
+       'Do not modify any argument in place: clip_by_value changed gradients[0]'),
     _wrong("clip-each-tensor", CH04, "clip_by_norm", '''
 def clip_by_norm(gradients, max_norm):
     """Rescale the tuple `gradients` together so that their global norm is at most max_norm; returns a tuple of new tensors."""
@@ -294,7 +300,8 @@ def sequence_loss_and_gradients(x, h0, W_x, W_h, b, W_y, b_y, y):
     db_y = d_y_hat.sum(dim=(0, 1))
     _, _, dW_x, dW_h, db = rnn_backward(d_y_hat @ W_y, x, hs, W_x, W_h)
     return loss, dW_x, dW_h, db, dW_y, db_y
-''', {"test_sequence_loss_and_gradients"}, 'Likely mistake: the loss divided by the wrong count, seq_len · batch = 12'),
+''', {"test_sequence_loss_and_gradients"},
+       'Likely mistake: the loss divided by the wrong count, seq_len · batch = 12'),
     _wrong("loss-by-autograd", CH04, "sequence_loss_and_gradients", '''
 def sequence_loss_and_gradients(x, h0, W_x, W_h, b, W_y, b_y, y):
     """Forward pass with a read-out y_hat_t = h_t W_yᵀ + b_y and the mean squared error over every step; returns (loss, dW_x, dW_h, db, dW_y, db_y)."""
@@ -326,17 +333,21 @@ def layer_weights(state, layer):
     b = state[f"bias_ih_l{layer}"]
     b += state[f"bias_hh_l{layer}"]  # b IS the dictionary's tensor: changed in place
     return W_x, W_h, b
-''', {"test_layer_weights"}, "Do not modify any argument in place: layer_weights changed state['bias_ih_l1']"),
+''', {"test_layer_weights"},
+       "Do not modify any argument in place: layer_weights changed "
+       "state['bias_ih_l1']"),
     _wrong("step-writes-into-h-prev", CH05, "stacked_step", '''
 def stacked_step(x_t, h_prev, state, num_layers):
     """One step of every layer: (num_layers, batch, hidden)."""
     layer_input = x_t
     for layer in range(num_layers):
         W_x, W_h, b = layer_weights(state, layer)
-        h_prev[layer] = torch.tanh(layer_input @ W_x.T + h_prev[layer] @ W_h.T + b)  # the caller's tensor
+        # writes into the caller's tensor
+        h_prev[layer] = torch.tanh(layer_input @ W_x.T + h_prev[layer] @ W_h.T + b)
         layer_input = h_prev[layer]
     return h_prev
-''', {"test_stacked_step"}, 'Do not modify any argument in place: stacked_step changed h_prev'),
+''', {"test_stacked_step"},
+       'Do not modify any argument in place: stacked_step changed h_prev'),
     _wrong("layer-reads-old-state", CH05, "stacked_step", '''
 def stacked_step(x_t, h_prev, state, num_layers):
     """One step of every layer: x_t (batch, input_size), h_prev (num_layers, batch, hidden) -> h_t (num_layers, batch, hidden)."""
@@ -379,15 +390,17 @@ def generate(history, state, num_layers, W_out, b_out, steps):
 ''', {"test_generate"}, 'Likely mistake: the last observed input was fed in at every step'),
     _wrong("generate-from-zeros", CH05, "generate", '''
 def generate(history, state, num_layers, W_out, b_out, steps):
-    """Read history, then predict `steps` inputs, each fed back: (steps, batch, input_size)."""
+    """Read history, then predict `steps` inputs, each fed back."""
     _, h_t = rnn_forward(history, state, num_layers)
     predictions = []
     for step in range(steps):
         prediction = h_t[-1] @ W_out.T + b_out
         predictions.append(prediction)
-        _, h_t = rnn_forward(prediction[None], state, num_layers)  # h0=None: starts from zeros
+        # h0=None: every generated step starts from zeros
+        _, h_t = rnn_forward(prediction[None], state, num_layers)
     return torch.stack(predictions)
-''', {"test_generate"}, 'Likely mistake: generation restarted from zeros at every step'),
+''', {"test_generate"},
+       'Likely mistake: generation restarted from zeros at every step'),
 ]
 WRONG_ANSWERS["ch06_forecasting"] = [
     _wrong("test-windows-start-late", CH06, "split_windows", '''
@@ -403,7 +416,8 @@ def split_windows(series, window, train_days):
     _wrong("train-one-day-too-long", CH06, "split_windows", '''
 def split_windows(series, window, train_days):
     """Batch-first training and test pairs on both sides of the split."""
-    inputs = torch.stack([series[i:i + window] for i in range(series.shape[0] - window)])
+    starts = range(series.shape[0] - window)
+    inputs = torch.stack([series[i:i + window] for i in starts])
     targets = series[window:, 0]
     cut = train_days - window + 1  # one pair too many: its target is the first test day
     return inputs[:cut], targets[:cut], inputs[cut:], targets[cut:]
@@ -444,8 +458,9 @@ def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
     with torch.no_grad():
         return forecast(test_inputs)
 ''', {"test_train_and_forecast"}, "your forecasts are exactly persistence's"),
-    _wrong("forecasts-with-gradients", CH06, "train_and_forecast", '''def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
-    """Train an nn.RNN forecaster; return its standardized forecasts for test_inputs, (M,)."""
+    _wrong("forecasts-with-gradients", CH06, "train_and_forecast", '''
+def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
+    """Train an nn.RNN forecaster; return its standardized test forecasts, (M,)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     rnn = nn.RNN(train_inputs.shape[2], 16, batch_first=True).to(train_inputs)
@@ -465,22 +480,25 @@ def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
         order = torch.randperm(num_fit, generator=generator)
         for start in range(0, num_fit, 32):
             batch = order[start:start + 32]
-            loss = (forecast(train_inputs[batch]) - train_targets[batch]).square().mean()
+            errors = forecast(train_inputs[batch]) - train_targets[batch]
+            loss = errors.square().mean()
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(parameters, max_norm=1.0)
             optimizer.step()
         with torch.no_grad():
-            check = (forecast(train_inputs[num_fit:]) - train_targets[num_fit:]).square().mean().item()
+            errors = forecast(train_inputs[num_fit:]) - train_targets[num_fit:]
+            check = errors.square().mean().item()
         if check < best_loss:
             best_loss, best_weights = check, [p.detach().clone() for p in parameters]
     with torch.no_grad():
         for parameter, best in zip(parameters, best_weights):
             parameter.copy_(best)
-    return forecast(test_inputs)  # outside torch.no_grad(): the forecasts carry gradients
+    return forecast(test_inputs)  # outside torch.no_grad(): with gradients
 ''', {"test_train_and_forecast"}, "Compute the forecasts under torch.no_grad()"),
-    _wrong("zero-grad-forgotten", CH06, "train_and_forecast", '''def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
-    """Train an nn.RNN forecaster; return its standardized forecasts for test_inputs, (M,)."""
+    _wrong("zero-grad-forgotten", CH06, "train_and_forecast", '''
+def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
+    """Train an nn.RNN forecaster; return its standardized test forecasts, (M,)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     rnn = nn.RNN(train_inputs.shape[2], 16, batch_first=True).to(train_inputs)
@@ -500,12 +518,14 @@ def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
         order = torch.randperm(num_fit, generator=generator)
         for start in range(0, num_fit, 32):
             batch = order[start:start + 32]
-            loss = (forecast(train_inputs[batch]) - train_targets[batch]).square().mean()
+            errors = forecast(train_inputs[batch]) - train_targets[batch]
+            loss = errors.square().mean()
             loss.backward()  # no optimizer.zero_grad(): the gradients add up
             nn.utils.clip_grad_norm_(parameters, max_norm=1.0)
             optimizer.step()
         with torch.no_grad():
-            check = (forecast(train_inputs[num_fit:]) - train_targets[num_fit:]).square().mean().item()
+            errors = forecast(train_inputs[num_fit:]) - train_targets[num_fit:]
+            check = errors.square().mean().item()
         if check < best_loss:
             best_loss, best_weights = check, [p.detach().clone() for p in parameters]
     with torch.no_grad():
@@ -513,10 +533,12 @@ def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
             parameter.copy_(best)
     with torch.no_grad():
         return forecast(test_inputs)
-''', {"test_train_and_forecast"}, "Likely mistake: is optimizer.zero_grad() called before every loss.backward()?"),
+''', {"test_train_and_forecast"},
+       "Likely mistake: is optimizer.zero_grad() called before every loss.backward()?"),
     _right("allowed-helpers", CH06, "train_and_forecast", '''
 def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
-    """Train with everything part 4 allows: nn.RNN, nn.Linear, nn.init, nn.MSELoss, torch.optim, clipping."""
+    """Train with everything part 4 allows: nn.RNN, nn.Linear, nn.init, nn.MSELoss,
+    F.mse_loss, torch.optim and clipping."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     rnn = nn.RNN(train_inputs.shape[2], 16, batch_first=True).to(train_inputs)
@@ -544,9 +566,11 @@ def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
             torch.nn.utils.clip_grad_value_(parameters, clip_value=100.0)
             optimizer.step()
         with torch.no_grad():
-            check = torch.nn.functional.mse_loss(forecast(train_inputs[num_fit:]), train_targets[num_fit:])
+            check = torch.nn.functional.mse_loss(
+                forecast(train_inputs[num_fit:]), train_targets[num_fit:])
         if check.item() < best_loss:
-            best_loss, best_weights = check.item(), [p.detach().clone() for p in parameters]
+            best_loss = check.item()
+            best_weights = [p.detach().clone() for p in parameters]
     with torch.no_grad():
         for parameter, best in zip(parameters, best_weights):
             parameter.copy_(best)

@@ -17,7 +17,8 @@ from torch.nn.utils import clip_grad_value_ as captured_clip_grad_value_  # noqa
 
 
 def flat(error) -> str:
-    """A failure's message with its line wrapping undone (messages are wrapped to fit nbgrader validate)."""
+    """A failure's message with its line wrapping undone (messages are wrapped to fit
+    nbgrader validate)."""
     return " ".join(str(error.value).split())
 
 
@@ -250,7 +251,9 @@ def test_check_accumulated_recognises_overwritten_gradients():
     checks.check_accumulated(steps[0] + steps[1] + steps[2], steps, "dW_h")
     with pytest.raises(CheckFailed) as error:
         checks.check_accumulated(steps[-1], steps, "dW_h")
-    assert flat(error).startswith("Likely mistake: gradients overwritten instead of accumulated over time")
+    assert flat(error).startswith(
+        "Likely mistake: gradients overwritten instead of accumulated over time"
+    )
 
 
 def test_check_tuple():
@@ -464,9 +467,17 @@ def test_errors_come_with_a_hint_and_the_test_case():
         return 0.0
 
     with pytest.raises(CheckFailed) as error:
-        checks.call_without_references(branches_on_a_tensor, torch.zeros(3), torch.ones(3, dtype=torch.float64))
-    assert str(error.value).startswith("branches_on_a_tensor(...) raised RuntimeError.\n  Hint: a tensor stood")
-    assert "Test case: branches_on_a_tensor(predictions=(3,) float32 on cpu, targets=(3,) float64" in flat(error)
+        checks.call_without_references(
+            branches_on_a_tensor, torch.zeros(3), torch.ones(3, dtype=torch.float64)
+        )
+    assert str(error.value).startswith(
+        "branches_on_a_tensor(...) raised RuntimeError.\n  Hint: a tensor stood"
+    )
+    assert (
+        "Test case: branches_on_a_tensor(predictions=(3,) float32 on cpu, "
+        "targets=(3,) float64"
+        in flat(error)
+    )
     assert isinstance(error.value.__cause__, RuntimeError)
 
     def mixes_dtypes(x):
@@ -479,12 +490,17 @@ def test_errors_come_with_a_hint_and_the_test_case():
     def out_of_range(x, *, index):
         return x[index]
 
-    with pytest.raises(IndexError) as error:  # no hint for it: the error itself, with the test case as a note
+    with pytest.raises(
+        IndexError
+    ) as error:  # no hint for it: the error itself, with the test case as a note
         checks.call_without_references(out_of_range, torch.zeros(2), index=5)
-    assert error.value.__notes__ == ["Test case: out_of_range(x=(2,) float32 on cpu, index=5)"]
+    assert error.value.__notes__ == [
+        "Test case: out_of_range(x=(2,) float32 on cpu, index=5)"
+    ]
 
 
-# --- the in-place rule ---------------------------------------------------------------------------
+# --- the in-place rule -------------------------------------------------------------
+
 
 def _bias_added_in_place(state, layer):
     b = state[f"bias_ih_l{layer}"]
@@ -497,9 +513,13 @@ def test_an_in_place_write_into_a_nested_tensor_is_caught():
     with pytest.raises(CheckFailed) as error:
         checks.call_without_references(_bias_added_in_place, state, 0)
     message = str(error.value)
-    assert message.startswith("Do not modify any argument in place: _bias_added_in_place changed")
+    assert message.startswith(
+        "Do not modify any argument in place: _bias_added_in_place changed"
+    )
     assert " ".join(message.split()).startswith(
-        "Do not modify any argument in place: _bias_added_in_place changed state['bias_ih_l0'].")
+        "Do not modify any argument in place: _bias_added_in_place changed "
+        "state['bias_ih_l0']."
+    )
 
     def clamps_in_place(gradients, clip_value):
         return tuple(g.clamp_(-clip_value, clip_value) for g in gradients)
@@ -507,14 +527,18 @@ def test_an_in_place_write_into_a_nested_tensor_is_caught():
     gradients = (torch.tensor([0.5, -0.5]), torch.tensor([[3.0, -0.2]]))
     with pytest.raises(CheckFailed) as error:
         checks.call_without_references(clamps_in_place, gradients, clip_value=1.0)
-    assert "clamps_in_place changed gradients[1]." in flat(error)  # [0] had nothing to clamp
+    assert "clamps_in_place changed gradients[1]." in flat(
+        error
+    )  # [0] had nothing to clamp
 
     def writes_into_a_list(xs):
         xs[1][0, 0] = float("nan")
         return xs
 
     with pytest.raises(CheckFailed, match=r"changed xs\[1\]"):
-        checks.call_without_references(writes_into_a_list, [torch.zeros(1), torch.zeros(1, 1)])
+        checks.call_without_references(
+            writes_into_a_list, [torch.zeros(1), torch.zeros(1, 1)]
+        )
 
 
 def test_in_place_changes_of_shape_sign_and_keyword_arguments_are_caught():
@@ -528,7 +552,9 @@ def test_in_place_changes_of_shape_sign_and_keyword_arguments_are_caught():
     def negates_zero(h0=None):
         return h0.neg_()
 
-    with pytest.raises(CheckFailed, match="negates_zero changed h0"):  # 0.0 -> -0.0: bit-exact
+    with pytest.raises(
+        CheckFailed, match="negates_zero changed h0"
+    ):  # 0.0 -> -0.0: bit-exact
         checks.call_without_references(negates_zero, h0=torch.zeros(2))
 
     def proxy(*args, **kwargs):  # what a grader's proxy looks like: no names to give
@@ -545,11 +571,17 @@ def test_a_clone_and_return_or_an_unchanged_nan_is_not_an_in_place_write():
         return b
 
     state = {"bias_ih_l0": torch.ones(3), "bias_hh_l0": torch.ones(3)}
-    assert checks.call_without_references(clone_then_add, state, 0).tolist() == [2.0, 2.0, 2.0]
+    assert checks.call_without_references(clone_then_add, state, 0).tolist() == [
+        2.0,
+        2.0,
+        2.0,
+    ]
     assert state["bias_ih_l0"].tolist() == [1.0, 1.0, 1.0]
     with_nan = torch.tensor([float("nan"), 1.0])
     assert checks.call_without_references(lambda x: x * 2, with_nan)[1] == 2.0
-    meta = torch.zeros(2, 3, device="meta")  # no values to compare; the shape is still checked
+    meta = torch.zeros(
+        2, 3, device="meta"
+    )  # no values to compare; the shape is still checked
     assert checks.call_without_references(lambda x: x + 1, meta).is_meta
 
 
@@ -569,12 +601,16 @@ def test_in_place_failure_quotes_the_rule_and_fits_nbgrader_validate():
     failure = checks.in_place_failure("layer_weights", "state['bias_ih_l0']")
     assert isinstance(failure, CheckFailed)
     message = str(failure)
-    assert message.startswith("Do not modify any argument in place: layer_weights changed")
+    assert message.startswith(
+        "Do not modify any argument in place: layer_weights changed"
+    )
     assert "state['bias_ih_l0']" in message
     assert "Likely mistake: an in-place operation" in message
     lines = f"CheckFailed: {message}".split("\n")
     assert all(len(line) <= checks.MESSAGE_WIDTH for line in lines), lines
-    assert str(checks.in_place_failure("f", "x")) == str(checks.in_place_failure("f", "x"))
+    assert str(checks.in_place_failure("f", "x")) == str(
+        checks.in_place_failure("f", "x")
+    )
 
 
 def test_messages_are_wrapped_to_fit_nbgrader_validate():
@@ -582,7 +618,9 @@ def test_messages_are_wrapped_to_fit_nbgrader_validate():
     message = str(CheckFailed(long))
     lines = f"CheckFailed: {message}".split("\n")
     assert all(len(line) <= checks.MESSAGE_WIDTH for line in lines), lines
-    assert " ".join(message.split()) == " ".join(long.split())  # nothing lost, only wrapped
+    assert " ".join(message.split()) == " ".join(
+        long.split()
+    )  # nothing lost, only wrapped
     assert str(CheckFailed(message)) == message  # wrapping twice changes nothing
     assert str(ReferenceUsedError("your function calls " + "a " * 50)).count("\n") >= 1
 
@@ -590,7 +628,9 @@ def test_messages_are_wrapped_to_fit_nbgrader_validate():
 def test_check_float_enforces_return_a_python_float():
     assert checks.check_float(1.5, "mae") == 1.5
     assert checks.check_float(np.float64(0.25), "mae") == 0.25
-    with pytest.raises(CheckFailed, match=r"^Return a Python float: mae returned a 0-d tensor"):
+    with pytest.raises(
+        CheckFailed, match=r"^Return a Python float: mae returned a 0-d tensor"
+    ):
         checks.check_float(torch.tensor(1.5), "mae")
     with pytest.raises(CheckFailed, match="Return a Python float"):
         checks.check_float(torch.tensor([1.5]), "mae")
