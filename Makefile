@@ -10,13 +10,17 @@ INSTALLED := $(VENV)/.installed
 PACKAGE_FILES := $(shell find rnn_course -name '*.py' -o -name '*.csv' -o -name '*.txt' | sort)
 PACKAGE_STAMP := _build/.rnn_course-stamp
 
-.PHONY: book test test-package outputs exercises grade clean
+.PHONY: setup book test test-package outputs exercises grade clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[course]'
 	touch $@
+
+## make setup: only create .venv and install the pinned packages (what students need; no tests, no book)
+setup: $(INSTALLED)
+	@echo "Set up. Start Jupyter with: $(BIN)/jupyter lab"
 
 $(PACKAGE_STAMP): $(PACKAGE_FILES)
 	rm -rf _build/.jupyter_cache

@@ -69,12 +69,51 @@ _PLAIN_DTYPES = {
 _PLAIN_SCALARS = (float, int, bool)
 
 
+MESSAGE_WIDTH = 83
+"""Longest line of a failure message: ``nbgrader validate`` indents each line by four
+spaces and cuts it at 87 characters, so a longer line loses its end (often the hint)."""
+
+
+def fit_lines(message: str, first_line_prefix: int = 0) -> str:
+    """Wrap every line of ``message`` to :data:`MESSAGE_WIDTH` characters at spaces.
+
+    The first line leaves room for ``first_line_prefix`` characters (the
+    ``CheckFailed: `` that a traceback puts before it); a wrapped line continues on the
+    next, indented two more spaces. Lines that already fit are kept as they are, so
+    wrapping twice changes nothing.
+    """
+    lines = []
+    for number, line in enumerate(str(message).split("\n")):
+        width = MESSAGE_WIDTH - (first_line_prefix if number == 0 else 0)
+        lead = line[: _len(line) - _len(line.lstrip(" "))]
+        words = line[_len(lead) :].split(" ")
+        current = lead
+        for word in words:
+            if current.strip() and _len(current) + 1 + _len(word) > width:
+                lines.append(current)
+                current = lead + "  " + word
+                width = MESSAGE_WIDTH
+            else:
+                current = f"{current} {word}" if current.strip() else current + word
+        lines.append(current)
+    return "\n".join(lines)
+
+
 class CheckFailed(AssertionError):
-    """An exercise test failed; the message says what was wrong and, where it can, why."""
+    """An exercise test failed; the message says what was wrong and, where it can, why.
+
+    Its lines are wrapped to fit ``nbgrader validate``'s output (:func:`fit_lines`).
+    """
+
+    def __init__(self, message: object = ""):
+        super().__init__(fit_lines(str(message), _len("CheckFailed: ")))
 
 
 class ReferenceUsedError(RuntimeError):
     """A student's function called a reference that already does the exercise."""
+
+    def __init__(self, message: object = ""):
+        super().__init__(fit_lines(str(message), _len("ReferenceUsedError: ")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +233,8 @@ def check_shape(actual, expected_shape: Sequence[int], what: str, hint: str | No
     headline = f"{what} has shape {got}, expected {expected}."
     for message, wrong_shape in (alternatives or {}).items():
         if got == tuple(int(size) for size in wrong_shape):
-            raise CheckFailed(_message(f"{headline}\n  Likely mistake: {message}", hint))
+            headline = f"Likely mistake: {message}\n  {headline}"
+            raise CheckFailed(_message(headline, hint))
     if sorted(got) == sorted(expected) and _len(got) > 1:
         headline += " The sizes are right but in another order: are two dimensions swapped or transposed?"
     elif [s for s in got if s != 1] == [s for s in expected if s != 1]:
@@ -285,7 +325,8 @@ def check_close(actual, expected, what: str, atol: float = FLOAT32_ATOL, rtol: f
     for message, wrong in (alternatives or {}).items():
         wrong_tensor = as_plain_tensor(wrong, f"the alternative {message!r}")
         if _shape(wrong_tensor) == _shape(tensor) and _all_close(got, _flat_floats(wrong_tensor), atol, rtol):
-            raise CheckFailed(_message(f"{headline}\n  Likely mistake: {message}", hint))
+            headline = f"Likely mistake: {message}\n  {headline}"
+            raise CheckFailed(_message(headline, hint))
     raise CheckFailed(_message(headline, hint))
 
 
@@ -297,6 +338,23 @@ def check_scalar(actual, expected: float, what: str, atol: float = FLOAT32_ATOL,
         raise CheckFailed(_message(f"{what} should be a single number, got shape {_shape(tensor)}.", hint))
     check_close(tensor.reshape(()), torch.tensor(float(expected), dtype=torch.float64), what, atol, rtol, hint,
                 {message: torch.tensor(float(value)) for message, value in (alternatives or {}).items()})
+
+
+def check_float(value, what: str) -> float:
+    """Check the rule "return a Python float" (what ``.item()`` of a tensor gives)."""
+    if _type(value) is float or _type(value) is np.float64:
+        return float(value)
+    if _isinstance(value, torch.Tensor):
+        got = (
+            "a 0-d tensor" if value.dim() == 0 else f"a tensor of shape {_shape(value)}"
+        )
+        hint = (
+            "call .item() on a one-element tensor to get its number as a Python float"
+        )
+    else:
+        got = f"a {_describe(value)}"
+        hint = "float(...) or .item() make one"
+    raise CheckFailed(f"Return a Python float: {what} returned {got}.\n  Hint: {hint}")
 
 
 def check_unchanged(before: torch.Tensor, after, what: str, hint: str | None = None) -> None:
@@ -444,8 +502,11 @@ _BEHIND = {
 
 
 def _reference_message(name: str) -> str:
-    return (f"your function calls {_BEHIND.get(name, name)}, which already does this exercise; "
-            "write the computation yourself with tensor operations (@, +, torch.tanh, indexing, ...)")
+    return (
+        f"your function calls {_BEHIND.get(name, name)},\n"
+        "  which already does this exercise: write the computation yourself with tensor"
+        " operations\n  (@, +, torch.tanh, indexing, ...)"
+    )
 
 
 # Torch functions that already compute an exercise's answer. nn.Linear / nn.RNNCell / nn.RNN end in
@@ -595,30 +656,234 @@ def references_out_of_reach(*extra: str, only: Sequence[str] | None = None, allo
             step()
 
 
-def call_without_references(function: Callable, *args, extra: Sequence[str] = (), allow: Sequence[str] = (),
-                            strict_device: bool = False, what: str | None = None,
-                            error_hints: Mapping[str, str] | None = None, **kwargs):
-    """Call ``function(*args, **kwargs)`` with the references out of reach; returns its result.
+IN_PLACE_RULE = "Do not modify any argument in place"
 
-    ``error_hints`` maps a piece of an error message to a hint: when the student's function raises an
-    error whose message contains it (e.g. "cannot be multiplied"), the test fails with that hint
-    (e.g. "is W_x transposed?") instead of a bare traceback. ``NotImplementedError`` (an unanswered
-    exercise) and :class:`ReferenceUsedError` pass through unchanged.
+
+def in_place_failure(function_name: str, argument: str) -> CheckFailed:
+    """The failure for a student's function that changed one of its arguments in place.
+
+    The message starts with the rule the notebooks state, so an in-place write is named
+    as such wherever it is found: by :func:`call_without_references` here, or by the
+    grader when its sandbox reports a changed argument.
     """
-    name = what or f"{getattr(function, '__name__', 'the function')}(...)"
+    return CheckFailed(
+        f"{IN_PLACE_RULE}: {function_name} changed {argument}.\n"
+        "  Likely mistake: an in-place operation on an argument (+=, x[i] = ..., "
+        "clamp_, add_, b = state[...] then b += ...) writes into the caller's tensor.\n"
+        "  Hint: compute into a new tensor instead (b = a + c, x.clamp(...), "
+        "torch.stack), or clone() the argument first."
+    )
+
+
+@dataclasses.dataclass
+class _Snapshot:
+    path: str  # how the test called it, e.g. "state['bias_ih_l0']"
+    tensor: torch.Tensor  # the argument itself
+    shape: tuple[int, ...]
+    copy: torch.Tensor | None  # its values before the call (None on the meta device)
+
+
+def _argument_paths(function: Callable, args: tuple, kwargs: dict):
+    """(name, value) for every argument, named as in the function's signature."""
+    named: list[tuple[str, object]] = []
+    try:
+        bound = inspect.signature(function).bind_partial(*args, **kwargs)
+    except (TypeError, ValueError):  # no signature, or arguments that do not fit it
+        bound = None
+    if bound is None:
+        named = [(f"argument {i + 1}", value) for i, value in enumerate(args)]
+        named += list(kwargs.items())
+    else:
+        parameters = inspect.signature(function).parameters
+        position = 0
+        for name, value in bound.arguments.items():
+            kind = parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                for item in value:
+                    position += 1
+                    named.append((f"argument {position}", item))
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                named.extend(value.items())
+            else:
+                position += 1
+                named.append((name, value))
+    return named
+
+
+def _snapshot_tensors(value, path: str, into: list, seen: set, depth: int = 0) -> None:
+    if _isinstance(value, torch.Tensor):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        copy = None if value.is_meta else _clone(_detach(value))
+        into.append(_Snapshot(path, value, _shape(value), copy))
+    elif depth < 8 and (
+        _type(value) in (list, tuple, dict) or _isinstance(value, Mapping)
+    ):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        items = value.items() if _isinstance(value, Mapping) else enumerate(value)
+        for key, item in items:
+            _snapshot_tensors(item, f"{path}[{key!r}]", into, seen, depth + 1)
+
+
+def _unchanged(snapshot: _Snapshot) -> bool:
+    """Bit-exact comparison with the copy taken before the call; NaN equals NaN."""
+    tensor = snapshot.tensor
+    if _shape(tensor) != snapshot.shape:
+        return False
+    if snapshot.copy is None or tensor.is_meta:
+        return True
+    after = _detach(tensor)
+    if after.dtype != snapshot.copy.dtype or after.device != snapshot.copy.device:
+        return False
+    if after.is_floating_point() or after.is_complex():
+        same = (after == snapshot.copy) | (
+            torch.isnan(after) & torch.isnan(snapshot.copy)
+        )
+        same = (
+            same & (torch.signbit(after) == torch.signbit(snapshot.copy))
+            if not after.is_complex()
+            else same
+        )
+    else:
+        same = after == snapshot.copy
+    return bool(same.all())
+
+
+def _describe_argument(value) -> str:
+    if _isinstance(value, torch.Tensor):
+        dtype = str(value.dtype).replace("torch.", "")
+        return f"{_shape(value)} {dtype} on {value.device}"
+    if _type(value) in (list, tuple) and _len(value) <= 4:
+        inner = ", ".join(_describe_argument(item) for item in value)
+        return f"[{inner}]" if _type(value) is list else f"({inner},)"
+    if _isinstance(value, Mapping):
+        return f"a dict of {_len(value)} entries"
+    if _type(value) in (int, float, bool, str) or value is None:
+        text = repr(value)
+        return text if _len(text) <= 30 else text[:27] + "..."
+    return _describe(value)
+
+
+def _test_case(function_name: str, named: list[tuple[str, object]]) -> str:
+    arguments = ", ".join(
+        f"{name}={_describe_argument(value)}" for name, value in named
+    )
+    return f"{function_name}({arguments})"
+
+
+DTYPE_HINT = (
+    "tensors of two dtypes met (e.g. float32 and float64): create new tensors with "
+    "the inputs' dtype, torch.zeros(..., dtype=x.dtype) or x.new_zeros(...)"
+)
+DEVICE_HINT = (
+    "a tensor made on the CPU met the inputs on another device: create new tensors "
+    "on the inputs' device, torch.zeros(..., device=x.device) or x.new_zeros(...)"
+)
+ERROR_HINTS: dict[str, str] = {
+    "Expected all tensors to be on the same device": DEVICE_HINT,
+    "mixes tensors on": DEVICE_HINT,
+    "expected scalar type": DTYPE_HINT,
+    "to have the same dtype": DTYPE_HINT,
+    "must have the same dtype": DTYPE_HINT,
+    "Found dtype": DTYPE_HINT,
+    "Boolean value of Tensor with more than one value is ambiguous": (
+        "a tensor stood where Python needs one True or False (if, and, or, while): "
+        "compare shapes with a.shape != b.shape, or reduce with torch.all(...) / "
+        "torch.any(...)"
+    ),
+    "cannot be called on meta tensors": (
+        "the hidden tests run your function on PyTorch's meta device, where tensors "
+        "have shapes but no values: keep results as tensors (no .item(), float() or if "
+        "on values)"
+    ),
+    "cannot be multiplied": (
+        "the inner sizes of a matrix product must match: is a weight transposed? "
+        "(nn.RNN's weights are (hidden_size, input size), so x @ W.T)"
+    ),
+    "must match the size of tensor": (
+        "two tensors' shapes do not fit together: print the shapes of the tensors on "
+        "that line and compare them with the ones the instructions give"
+    ),
+    "modified by an inplace operation": (
+        "an in-place operation (+=, x[i] = ...) changed a tensor that autograd still "
+        "needs: compute into a new tensor instead"
+    ),
+    "backward through the graph a second time": (
+        "each loss.backward() needs its own forward pass: compute the loss anew for "
+        "every batch, and detach() any state carried from one batch to the next"
+    ),
+    "does not require grad and does not have a grad_fn": (
+        "the loss has no gradient: was it computed under torch.no_grad() or from "
+        "detached tensors?"
+    ),
+}
+"""Errors that students' code raises often, and their likely cause
+(:func:`call_without_references`)."""
+
+
+def call_without_references(
+    function: Callable,
+    *args,
+    extra: Sequence[str] = (),
+    allow: Sequence[str] = (),
+    strict_device: bool = False,
+    what: str | None = None,
+    error_hints: Mapping[str, str] | None = None,
+    modifies: Sequence[str] = (),
+    **kwargs,
+):
+    """Return ``function(*args, **kwargs)``, called with the references out of reach.
+
+    Before the call every tensor argument is copied (also those inside lists, tuples and
+    dicts); after it, an argument whose values or shape changed fails the test with
+    :func:`in_place_failure`, before any value is checked: "Do not modify any argument
+    in place". ``modifies`` names the arguments the exercise allows to change.
+
+    ``error_hints`` maps a piece of an error message to a hint: when the student's
+    function raises an error whose message contains it (e.g. "cannot be multiplied"),
+    the test fails with that hint (e.g. "is W_x transposed?"), the error and the test
+    case (the arguments' shapes, dtypes and devices) instead of a bare traceback.
+    :data:`ERROR_HINTS` (dtype and device mismatches, a tensor in an ``if``, ...) apply
+    after them. ``NotImplementedError`` (an unanswered exercise),
+    :class:`ReferenceUsedError` and :class:`CheckFailed` pass through unchanged; other
+    errors too, with the test case added as a note.
+    """
+    function_name = getattr(function, "__name__", "the function")
+    name = what or f"{function_name}(...)"
     if not callable(function):
         raise CheckFailed(f"{name}: expected a function, got {_describe(function)}")
+    named = _argument_paths(function, args, kwargs)
+    snapshots: list[_Snapshot] = []
+    seen: set[int] = set()
+    allowed = set(modifies)
+    for argument, value in named:
+        if argument not in allowed:
+            _snapshot_tensors(value, argument, snapshots, seen)
     try:
         with references_out_of_reach(*extra, allow=allow, strict_device=strict_device):
-            return function(*args, **kwargs)
+            result = function(*args, **kwargs)
     except (NotImplementedError, ReferenceUsedError, CheckFailed):
         raise
     except Exception as error:  # noqa: BLE001 (add the hint, keep the original as the cause)
-        text = str(error)
-        for fragment, hint in (error_hints or {}).items():
+        text = str(error).strip()
+        text = text if _len(text) <= 400 else text[:397] + "..."
+        test_case = _test_case(function_name, named)
+        for fragment, hint in (*(error_hints or {}).items(), *ERROR_HINTS.items()):
             if fragment in text:
-                raise CheckFailed(f"{name} raised {type(error).__name__}: {text}\n  Hint: {hint}") from error
+                raise CheckFailed(
+                    f"{name} raised {type(error).__name__}.\n  Hint: {hint}\n"
+                    f"  The error: {text}\n  Test case: {test_case}"
+                ) from error
+        if hasattr(error, "add_note"):
+            error.add_note(f"Test case: {test_case}")
         raise
+    for snapshot in snapshots:
+        if not _unchanged(snapshot):
+            raise in_place_failure(function_name, snapshot.path)
+    return result
 
 
 def check_tuple(value, length: int, what: str, names: Sequence[str] | None = None) -> tuple:
@@ -662,6 +927,8 @@ def seeded_randn(*shape: int, seed: int, device: torch.device | str = "cpu", dty
 __all__ = [
     "FLOAT32_ATOL", "FLOAT32_RTOL", "CheckFailed", "ReferenceUsedError", "Term", "as_plain_tensor",
     "call_without_references", "check_accumulated", "check_close", "check_device", "check_dtype",
+    "check_float", "ERROR_HINTS", "IN_PLACE_RULE", "MESSAGE_WIDTH", "fit_lines",
+    "in_place_failure",
     "check_raises", "check_scalar", "check_shape", "check_terms", "check_tuple", "check_type",
     "check_unchanged", "default_references", "devices_to_test", "exercise_setup", "references_out_of_reach",
     "relative_error",

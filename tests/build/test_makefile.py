@@ -36,3 +36,18 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make book" in readme
     assert "\nmake test\n" in ci
+
+
+def test_setup_installs_and_does_nothing_else():
+    """`make setup` is the students' set-up step: the environment, no tests and no book
+    build."""
+    plan = dry_run("--always-make", "setup")
+    assert "pip install" in plan and "--constraint constraints.txt" in plan
+    for other in ("pytest", "jupyter-book", "nbgrader"):
+        assert other not in plan, (
+            f"`make setup` must only install; it runs {other}: {plan}"
+        )
+    students = (
+        (ROOT / "README.md").read_text().split("## For students")[1].split("\n## ")[0]
+    )
+    assert "make setup" in students and "make test-package" not in students

@@ -17,6 +17,7 @@ run and written to <pytest tmp dir>/grades.txt.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -141,6 +142,15 @@ def test_every_release_has_a_source():
     assert released == ASSIGNMENTS, "exercises/ and solutions/ hold different assignments: run `make exercises`"
 
 
+def nb_cells(path: Path) -> list[nbformat.NotebookNode]:
+    """The code cells of a notebook."""
+    return [
+        cell
+        for cell in nbformat.read(str(path), as_version=4).cells
+        if cell.cell_type == "code"
+    ]
+
+
 def _cells_by_id(path: Path) -> dict[str, nbformat.NotebookNode]:
     notebook = nbformat.read(str(path), as_version=4)
     return {cell.metadata["nbgrader"]["grade_id"]: cell for cell in notebook.cells if "nbgrader" in cell.metadata}
@@ -158,12 +168,26 @@ def test_source_notebooks_follow_the_conventions(assignment):
         assert f"**{total:g}**" in intro, f"{path.name}: the first cell must state the total, **{total:g}** points"
         for cell in graded:
             meta = cell.metadata["nbgrader"]
-            assert cell.source.startswith('"""') and cell.source.splitlines()[0].endswith('"""'), \
-                f"{meta['grade_id']}: a test cell opens with a one-line docstring saying what it checks"
-            assert f"({meta['points']:g} point" in cell.source.splitlines()[0], \
-                f"{meta['grade_id']}: the docstring states the cell's points"
+            docstring = (
+                ast.get_docstring(ast.parse(cell.source))
+                if cell.source.startswith('"""')
+                else None
+            )
+            assert docstring, (
+                f"{meta['grade_id']}: a test cell opens with a docstring saying what it "
+                "checks"
+            )
+            assert " ".join(docstring.split()).endswith(
+                (f"({meta['points']:g} points).", f"({meta['points']:g} point).")
+            ), f"{meta['grade_id']}: the docstring ends with the cell's points"
             assert "### BEGIN HIDDEN TESTS" in cell.source, f"{meta['grade_id']}: no hidden tests"
             assert meta["locked"] and meta["schema_version"] == 3
+        for code_cell in nb_cells(path):
+            long = [line for line in code_cell.source.splitlines() if len(line) > 88]
+            assert not long, (
+                f"{path.name}: code lines longer than 88 characters (ruff format, then "
+                f"wrap): {long}"
+            )
         for cell in answers:
             assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
             assert cell.source.startswith("def "), f"{cell.metadata['nbgrader']['grade_id']}: an answer is a function"
@@ -196,6 +220,8 @@ class Graded:
     needs_manual_grade: bool
     cells: dict[str, tuple[float | None, float]] = field(default_factory=dict)  # grade_id -> (score, max)
     outputs: dict[str, str] = field(default_factory=dict)  # grade_id -> text of its outputs
+    # grade_id -> "ExceptionName: message"
+    errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> set[str]:
@@ -231,6 +257,27 @@ def _outputs_text(cell) -> str:
     return ANSI.sub("", "\n".join(parts))
 
 
+def _error_text(cell) -> str:
+    """The exception a cell raised, as its traceback's last lines print it:
+    "CheckFailed: ..."."""
+    return "\n".join(
+        f"{output.get('ename', '')}: {output.get('evalue', '')}"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    )
+
+
+def _cut_lines(text: str) -> list[str]:
+    """The lines of ``text`` that `nbgrader validate` would cut (it indents and
+    truncates each line)."""
+    validator = Validator()
+    return [
+        line
+        for line in validator._indent(ANSI.sub("", text)).split("\n")
+        if line.endswith("...") and len(line) == validator.width
+    ]
+
+
 def _read_grades(course: Course, students) -> dict[str, Graded]:
     from nbgrader.api import Gradebook
 
@@ -245,6 +292,7 @@ def _read_grades(course: Course, students) -> dict[str, Graded]:
                 path = course.root / "autograded" / student / course.assignment / f"{notebook.name}.ipynb"
                 for grade_id, cell in _cells_by_id(path).items():
                     graded.outputs[grade_id] = _outputs_text(cell)
+                    graded.errors[grade_id] = _error_text(cell)
             results[student] = graded
     return results
 
@@ -321,8 +369,47 @@ def test_each_assignment_has_three_wrong_answers(assignment):
 @pytest.mark.parametrize("assignment, wrong", WRONG, ids=[f"{a}-{w.name}" for a, w in WRONG])
 def test_wrong_answer_gets_partial_credit_and_a_hint(graded, assignment, wrong):
     result = graded[assignment][f"wrong-{wrong.name}"]
+    if (
+        not wrong.fails
+    ):  # another correct answer: what the notebook allows is not blocked
+        assert result.score == result.max_score, (
+            f"failed: {sorted(result.failed)}\n"
+            + "\n".join(result.outputs[grade_id] for grade_id in sorted(result.failed))
+        )
+        return
     assert result.score is not None and 0 < result.score < result.max_score, result.score
     assert result.failed == wrong.fails, f"expected {sorted(wrong.fails)} to fail, got {sorted(result.failed)}"
     for grade_id in wrong.fails:
-        assert wrong.message in result.outputs[grade_id], (
+        assert wrong.found_in(result.outputs[grade_id]), (
             f"{grade_id} does not say {wrong.message!r}; it says:\n{result.outputs[grade_id][-1500:]}")
+        assert result.errors[grade_id], f"{grade_id} failed without an error"
+        cut = _cut_lines(result.errors[grade_id])
+        assert not cut, (
+            f"{grade_id}: `nbgrader validate` would cut these lines of the message: "
+            f"{cut}"
+        )
+
+
+def test_validate_prints_the_whole_hint(courses):
+    """What a student sees: `nbgrader validate` on a notebook with one wrong answer
+    prints every line of the failing test's message, the likely mistake included, none
+    of them cut."""
+    course = courses["ch02_memory_cell"]
+    wrong = next(w for w in WRONG_ANSWERS["ch02_memory_cell"] if w.name == "h0-ignored")
+    path = course.root / "validate" / wrong.notebook
+    path.parent.mkdir()
+    release = course.release / wrong.notebook
+    nbformat.write(
+        answered_with(release, course.source / wrong.notebook, wrong), str(path)
+    )
+    validator = Validator()
+    results = validator.validate(str(path))
+    failed = [cell["source"].split(":")[0] for cell in results.get("failed", [])]
+    assert failed == ['"""run_memory_cell'], results
+    printed = validator._indent(
+        results["failed"][0]["raw_error"]
+    )  # what validate_and_print writes
+    message = printed[printed.rindex("CheckFailed: ") :]
+    assert wrong.found_in(message), message
+    assert "Likely mistake: the h0 you were given is ignored" in message.split("\n")[0]
+    assert not [line for line in message.split("\n") if line.endswith("...")], message

@@ -23,7 +23,15 @@ class WrongAnswer:
     grade_id: str  # the answer cell it replaces
     source: str  # the whole new cell source
     fails: frozenset[str]  # grade_ids of the test cells that must fail
-    message: str  # must appear in the failing test cells' output
+    # must appear in the failing test cells' output. (The in-place messages stop at the
+    # function's name: the grader's proxies have no signature, so it names an argument
+    # "argument 1" where nbgrader says "state".)
+    message: str
+
+    def found_in(self, output: str) -> bool:
+        """Whether ``message`` appears in ``output``, however its lines were wrapped
+        (messages fit ``nbgrader validate``: rnn_course.checks.fit_lines)."""
+        return " ".join(self.message.split()) in " ".join(output.split())
 
 
 def answered_with(release: Path, source: Path, wrong: WrongAnswer | None = None) -> nbformat.NotebookNode:
@@ -44,6 +52,11 @@ def answered_with(release: Path, source: Path, wrong: WrongAnswer | None = None)
 
 def _wrong(name, notebook, grade_id, source, fails, message):
     return WrongAnswer(name, notebook, grade_id, source.strip("\n"), frozenset(fails), message)
+
+
+def _right(name, notebook, grade_id, source):
+    """Another correct answer (no part fails): what a notebook allows is not blocked."""
+    return WrongAnswer(name, notebook, grade_id, source.strip("\n"), frozenset(), "")
 
 
 CH01 = "ch01_neuron.ipynb"
@@ -78,6 +91,23 @@ def mean_absolute_error(predictions, targets):
         raise ValueError("shapes differ")
     return (predictions - targets).mean().item()
 ''', {"test_mean_absolute_error"}, "Likely mistake: signed errors cancel out"),
+        _wrong("mae-0d-tensor", CH01, "mean_absolute_error", '''
+def mean_absolute_error(predictions, targets):
+    """The average of |prediction - target| as a Python float."""
+    if predictions.shape != targets.shape:
+        raise ValueError("shapes differ")
+    return (predictions - targets).abs().mean()  # a 0-d tensor, not a Python float
+''', {"test_mean_absolute_error"},
+            "Return a Python float: mean_absolute_error([12, 15, 9, 10], "
+            "[13, 14, 9, 12]) returned a 0-d tensor"),
+        _wrong("mae-tensor-in-if", CH01, "mean_absolute_error", '''
+def mean_absolute_error(predictions, targets):
+    """The average of |prediction - target| as a Python float."""
+    if predictions.shape != targets.shape or predictions != targets:  # values too
+        raise ValueError("shapes differ")
+    return (predictions - targets).abs().mean().item()
+''', {"test_mean_absolute_error"},
+            "Hint: a tensor stood where Python needs one True or False"),
     ],
     "ch02_memory_cell": [
         _wrong("W_h-not-transposed", CH02, "memory_cell_step", '''
@@ -95,6 +125,26 @@ def run_memory_cell(xs, W_x, W_h, b, h0=None):
         hidden_states.append(h_t)
     return torch.stack(hidden_states)
 ''', {"test_run_memory_cell"}, "Create new tensors on the inputs' device"),
+        _wrong("h0-ignored", CH02, "run_memory_cell", '''
+def run_memory_cell(xs, W_x, W_h, b, h0=None):
+    """Run the cell over xs (seq_len, batch, input_size) from h0 (zeros if None)."""
+    h_t = xs.new_zeros(xs.shape[1], W_h.shape[0])  # always zeros: h0 is never used
+    hidden_states = []
+    for x_t in xs:
+        h_t = memory_cell_step(x_t, h_t, W_x, W_h, b)
+        hidden_states.append(h_t)
+    return torch.stack(hidden_states)
+''', {"test_run_memory_cell"}, "Likely mistake: the h0 you were given is ignored"),
+        _wrong("h0-returned-first", CH02, "run_memory_cell", '''
+def run_memory_cell(xs, W_x, W_h, b, h0=None):
+    """Run the cell over xs (seq_len, batch, input_size) from h0 (zeros if None)."""
+    h_t = xs.new_zeros(xs.shape[1], W_h.shape[0]) if h0 is None else h0
+    hidden_states = [h_t]  # h0 kept as the first state
+    for x_t in xs[:-1]:
+        h_t = memory_cell_step(x_t, h_t, W_x, W_h, b)
+        hidden_states.append(h_t)
+    return torch.stack(hidden_states)
+''', {"test_run_memory_cell"}, "Likely mistake: the states are one step late"),
         _wrong("output-from-previous-state", CH02, "predict_every_step", '''
 def predict_every_step(xs, W_x, W_h, b, W_y, b_y):
     """The cell with an output layer: y_hat_t = h_t W_yᵀ + b_y for every step, (seq_len, batch, output_size)."""
@@ -174,11 +224,29 @@ def rnn_backward(dh, x, hs, W_x, W_h):
         from_later_steps = g @ W_h
     return dx, from_later_steps, dW_x, dW_h, db
 ''', {"test_rnn_backward"}, 'Likely mistake: gradients overwritten instead of accumulated over time?'),
+    _wrong("tanh-slope-of-tanh", CH04, "rnn_backward", '''
+def rnn_backward(dh, x, hs, W_x, W_h):
+    """BPTT for one tanh layer; returns (dx, dh0, dW_x, dW_h, db)."""
+    dx = torch.zeros_like(x)
+    dW_x, dW_h = torch.zeros_like(W_x), torch.zeros_like(W_h)
+    db = torch.zeros_like(W_h[0])
+    from_later_steps = torch.zeros_like(hs[0])
+    for t in reversed(range(x.shape[0])):
+        # hs already holds tanh(z): this takes tanh twice
+        g = (dh[t] + from_later_steps) * (1 - torch.tanh(hs[t + 1]) ** 2)
+        dW_x += g.T @ x[t]
+        dW_h += g.T @ hs[t]
+        db += g.sum(dim=0)
+        dx[t] = g @ W_x
+        from_later_steps = g @ W_h
+    return dx, from_later_steps, dW_x, dW_h, db
+''', {"test_rnn_backward"}, 'Likely mistake: tanh slope computed from tanh(hₜ)'),
     _wrong("clip-in-place", CH04, "clip_by_value", '''
 def clip_by_value(gradients, clip_value):
     """Clamp every entry of every tensor in the tuple `gradients` into [-clip_value, clip_value]; returns a tuple of new tensors."""
     return tuple(g.clamp_(-clip_value, clip_value) for g in gradients)  # clamp_ works in place, on the caller's tensors
-''', {"test_clip_by_value"}, 'in place'),
+''', {"test_clip_by_value"},
+       'Do not modify any argument in place: clip_by_value changed'),
     _wrong("clip-each-tensor", CH04, "clip_by_norm", '''
 def clip_by_norm(gradients, max_norm):
     """Rescale the tuple `gradients` together so that their global norm is at most max_norm; returns a tuple of new tensors."""
@@ -220,6 +288,23 @@ def sequence_loss_and_gradients(x, h0, W_x, W_h, b, W_y, b_y, y):
     _, _, dW_x, dW_h, db = rnn_backward(dh, x, hs, W_x, W_h)
     return loss, dW_x, dW_h, db, dW_y, db_y
 ''', {"test_sequence_loss_and_gradients"}, 'Likely mistake: the factor 2 missing'),
+    _wrong("mse-wrong-count", CH04, "sequence_loss_and_gradients", '''
+def sequence_loss_and_gradients(x, h0, W_x, W_h, b, W_y, b_y, y):
+    """The forecaster's mean squared error over every step and its gradients."""
+    states = [h0]
+    for x_t in x:
+        states.append(torch.tanh(states[-1] @ W_h.T + x_t @ W_x.T + b))
+    hs = torch.stack(states)
+    error = hs[1:] @ W_y.T + b_y - y
+    count = x.shape[0] * x.shape[1]  # steps times sequences: the outputs forgotten
+    loss = (error ** 2).sum() / count
+    d_y_hat = 2 * error / count
+    dW_y = torch.einsum("tbo,tbh->oh", d_y_hat, hs[1:])
+    db_y = d_y_hat.sum(dim=(0, 1))
+    _, _, dW_x, dW_h, db = rnn_backward(d_y_hat @ W_y, x, hs, W_x, W_h)
+    return loss, dW_x, dW_h, db, dW_y, db_y
+''', {"test_sequence_loss_and_gradients"},
+       'Likely mistake: the loss divided by the wrong count, seq_len · batch = 12'),
     _wrong("loss-by-autograd", CH04, "sequence_loss_and_gradients", '''
 def sequence_loss_and_gradients(x, h0, W_x, W_h, b, W_y, b_y, y):
     """Forward pass with a read-out y_hat_t = h_t W_yᵀ + b_y and the mean squared error over every step; returns (loss, dW_x, dW_h, db, dW_y, db_y)."""
@@ -251,7 +336,20 @@ def layer_weights(state, layer):
     b = state[f"bias_ih_l{layer}"]
     b += state[f"bias_hh_l{layer}"]  # b IS the dictionary's tensor: changed in place
     return W_x, W_h, b
-''', {"test_layer_weights"}, "adds into the state's own tensor"),
+''', {"test_layer_weights"},
+       "Do not modify any argument in place: layer_weights changed"),
+    _wrong("step-writes-into-h-prev", CH05, "stacked_step", '''
+def stacked_step(x_t, h_prev, state, num_layers):
+    """One step of every layer: (num_layers, batch, hidden)."""
+    layer_input = x_t
+    for layer in range(num_layers):
+        W_x, W_h, b = layer_weights(state, layer)
+        # writes into the caller's tensor
+        h_prev[layer] = torch.tanh(layer_input @ W_x.T + h_prev[layer] @ W_h.T + b)
+        layer_input = h_prev[layer]
+    return h_prev
+''', {"test_stacked_step"},
+       'Do not modify any argument in place: stacked_step changed'),
     _wrong("layer-reads-old-state", CH05, "stacked_step", '''
 def stacked_step(x_t, h_prev, state, num_layers):
     """One step of every layer: x_t (batch, input_size), h_prev (num_layers, batch, hidden) -> h_t (num_layers, batch, hidden)."""
@@ -292,6 +390,19 @@ def generate(history, state, num_layers, W_out, b_out, steps):
         h_t = stacked_step(history[-1], h_t, state, num_layers)  # the last observed value, not the prediction
     return torch.stack(predictions)
 ''', {"test_generate"}, 'Likely mistake: the last observed input was fed in at every step'),
+    _wrong("generate-from-zeros", CH05, "generate", '''
+def generate(history, state, num_layers, W_out, b_out, steps):
+    """Read history, then predict `steps` inputs, each fed back."""
+    _, h_t = rnn_forward(history, state, num_layers)
+    predictions = []
+    for step in range(steps):
+        prediction = h_t[-1] @ W_out.T + b_out
+        predictions.append(prediction)
+        # h0=None: every generated step starts from zeros
+        _, h_t = rnn_forward(prediction[None], state, num_layers)
+    return torch.stack(predictions)
+''', {"test_generate"},
+       'Likely mistake: generation restarted from zeros at every step'),
 ]
 WRONG_ANSWERS["ch06_forecasting"] = [
     _wrong("test-windows-start-late", CH06, "split_windows", '''
@@ -304,6 +415,15 @@ def split_windows(series, window, train_days):
     test_inputs, test_targets = pairs(series[train_days:])  # windows cut inside the test period
     return train_inputs, train_targets, test_inputs, test_targets
 ''', {"test_split_windows"}, 'Likely mistake: the first `window` test days get no forecast'),
+    _wrong("train-one-day-too-long", CH06, "split_windows", '''
+def split_windows(series, window, train_days):
+    """Batch-first training and test pairs on both sides of the split."""
+    starts = range(series.shape[0] - window)
+    inputs = torch.stack([series[i:i + window] for i in starts])
+    targets = series[window:, 0]
+    cut = train_days - window + 1  # one pair too many: its target is the first test day
+    return inputs[:cut], targets[:cut], inputs[cut:], targets[cut:]
+''', {"test_split_windows"}, 'Likely mistake: leakage: one training pair too many'),
     _wrong("statistics-from-all-days", CH06, "standardize", '''
 def standardize(series, train_days):
     """Scale every column to mean 0, std 1 with the statistics of the first train_days days: (scaled, mean, std)."""
@@ -340,6 +460,124 @@ def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
     with torch.no_grad():
         return forecast(test_inputs)
 ''', {"test_train_and_forecast"}, "your forecasts are exactly persistence's"),
+    _wrong("forecasts-with-gradients", CH06, "train_and_forecast", '''
+def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
+    """Train an nn.RNN forecaster; return its standardized test forecasts, (M,)."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    rnn = nn.RNN(train_inputs.shape[2], 16, batch_first=True).to(train_inputs)
+    head = nn.Linear(16, 1).to(train_inputs)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    parameters = [*rnn.parameters(), *head.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=0.005)
+
+    def forecast(x):
+        _, h_n = rnn(x)
+        return x[:, -1, 0] + head(h_n[-1]).squeeze(1)
+
+    num_fit = int(0.85 * len(train_targets))
+    best_loss, best_weights = math.inf, None
+    for epoch in range(10):
+        order = torch.randperm(num_fit, generator=generator)
+        for start in range(0, num_fit, 32):
+            batch = order[start:start + 32]
+            errors = forecast(train_inputs[batch]) - train_targets[batch]
+            loss = errors.square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(parameters, max_norm=1.0)
+            optimizer.step()
+        with torch.no_grad():
+            errors = forecast(train_inputs[num_fit:]) - train_targets[num_fit:]
+            check = errors.square().mean().item()
+        if check < best_loss:
+            best_loss, best_weights = check, [p.detach().clone() for p in parameters]
+    with torch.no_grad():
+        for parameter, best in zip(parameters, best_weights):
+            parameter.copy_(best)
+    return forecast(test_inputs)  # outside torch.no_grad(): with gradients
+''', {"test_train_and_forecast"}, "Compute the forecasts under torch.no_grad()"),
+    _wrong("zero-grad-forgotten", CH06, "train_and_forecast", '''
+def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
+    """Train an nn.RNN forecaster; return its standardized test forecasts, (M,)."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    rnn = nn.RNN(train_inputs.shape[2], 16, batch_first=True).to(train_inputs)
+    head = nn.Linear(16, 1).to(train_inputs)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    parameters = [*rnn.parameters(), *head.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=0.005)
+
+    def forecast(x):
+        _, h_n = rnn(x)
+        return x[:, -1, 0] + head(h_n[-1]).squeeze(1)
+
+    num_fit = int(0.85 * len(train_targets))
+    best_loss, best_weights = math.inf, None
+    for epoch in range(10):
+        order = torch.randperm(num_fit, generator=generator)
+        for start in range(0, num_fit, 32):
+            batch = order[start:start + 32]
+            errors = forecast(train_inputs[batch]) - train_targets[batch]
+            loss = errors.square().mean()
+            loss.backward()  # no optimizer.zero_grad(): the gradients add up
+            nn.utils.clip_grad_norm_(parameters, max_norm=1.0)
+            optimizer.step()
+        with torch.no_grad():
+            errors = forecast(train_inputs[num_fit:]) - train_targets[num_fit:]
+            check = errors.square().mean().item()
+        if check < best_loss:
+            best_loss, best_weights = check, [p.detach().clone() for p in parameters]
+    with torch.no_grad():
+        for parameter, best in zip(parameters, best_weights):
+            parameter.copy_(best)
+    with torch.no_grad():
+        return forecast(test_inputs)
+''', {"test_train_and_forecast"},
+       "Likely mistake: is optimizer.zero_grad() called before every loss.backward()?"),
+    _right("allowed-helpers", CH06, "train_and_forecast", '''
+def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
+    """Train with everything part 4 allows: nn.RNN, nn.Linear, nn.init, nn.MSELoss,
+    F.mse_loss, torch.optim and clipping."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    rnn = nn.RNN(train_inputs.shape[2], 16, batch_first=True).to(train_inputs)
+    head = nn.Linear(16, 1).to(train_inputs)
+    nn.init.constant_(head.weight, 0.0)
+    nn.init.zeros_(head.bias)
+    parameters = [*rnn.parameters(), *head.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=0.005)
+    loss_function = nn.MSELoss()
+
+    def forecast(x):
+        _, h_n = rnn(x)
+        return x[:, -1, 0] + head(h_n[-1]).squeeze(1)
+
+    num_fit = int(0.85 * len(train_targets))
+    best_loss, best_weights = math.inf, None
+    for epoch in range(10):
+        order = torch.randperm(num_fit, generator=generator)
+        for start in range(0, num_fit, 32):
+            batch = order[start:start + 32]
+            loss = loss_function(forecast(train_inputs[batch]), train_targets[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, max_norm=1.0)
+            torch.nn.utils.clip_grad_value_(parameters, clip_value=100.0)
+            optimizer.step()
+        with torch.no_grad():
+            check = torch.nn.functional.mse_loss(
+                forecast(train_inputs[num_fit:]), train_targets[num_fit:])
+        if check.item() < best_loss:
+            best_loss = check.item()
+            best_weights = [p.detach().clone() for p in parameters]
+    with torch.no_grad():
+        for parameter, best in zip(parameters, best_weights):
+            parameter.copy_(best)
+        return forecast(test_inputs)
+'''),
     _wrong("package-trainer", CH06, "train_and_forecast", '''
 def train_and_forecast(train_inputs, train_targets, test_inputs, seed):
     """Train an nn.RNN forecaster on the training pairs; return its standardized forecasts for test_inputs, (M,)."""

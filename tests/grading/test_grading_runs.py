@@ -132,7 +132,8 @@ def test_every_assignment_grades_like_plain_nbgrader(sandbox_required, tmp_path,
     for student, wrong in wrongs.items():
         assert set(failed[student]) == wrong.fails, f"{student}: {failed[student]}"
         for grade_id in wrong.fails:
-            assert wrong.message in failed[student][grade_id], f"{student}, {grade_id}: {failed[student][grade_id]}"
+            message = failed[student][grade_id]
+            assert wrong.found_in(message), f"{student}, {grade_id}: {message}"
 
 
 def test_the_command_line_and_the_make_target():

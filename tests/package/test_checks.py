@@ -16,6 +16,12 @@ from torch.nn.utils import clip_grad_norm_ as captured_clip_grad_norm_  # noqa: 
 from torch.nn.utils import clip_grad_value_ as captured_clip_grad_value_  # noqa: E402
 
 
+def flat(error) -> str:
+    """A failure's message with its line wrapping undone (messages are wrapped to fit
+    nbgrader validate)."""
+    return " ".join(str(error.value).split())
+
+
 class AlwaysEqual:
     """The classic fake: equal to everything, with a convincing shape."""
 
@@ -243,8 +249,11 @@ def test_check_terms_reports_a_crash_with_the_term():
 def test_check_accumulated_recognises_overwritten_gradients():
     steps = [torch.full((2, 2), float(t + 1)) for t in range(3)]
     checks.check_accumulated(steps[0] + steps[1] + steps[2], steps, "dW_h")
-    with pytest.raises(CheckFailed, match="overwritten instead of accumulated over time"):
+    with pytest.raises(CheckFailed) as error:
         checks.check_accumulated(steps[-1], steps, "dW_h")
+    assert flat(error).startswith(
+        "Likely mistake: gradients overwritten instead of accumulated over time"
+    )
 
 
 def test_check_tuple():
@@ -445,10 +454,188 @@ def test_call_without_references_adds_hints_to_errors():
     with pytest.raises(CheckFailed, match="Hint: is W transposed"):
         checks.call_without_references(not_transposed, torch.zeros(2, 3), torch.zeros(4, 3),
                                        error_hints={"cannot be multiplied": "is W transposed?"})
-    with pytest.raises(RuntimeError):
+    with pytest.raises(CheckFailed, match="is a weight transposed"):  # the default hint
         checks.call_without_references(not_transposed, torch.zeros(2, 3), torch.zeros(4, 3))
     with pytest.raises(CheckFailed, match="expected a function"):
         checks.call_without_references(42)
+
+
+def test_errors_come_with_a_hint_and_the_test_case():
+    def branches_on_a_tensor(predictions, targets):
+        if predictions != targets:  # should compare the shapes
+            raise ValueError("shapes differ")
+        return 0.0
+
+    with pytest.raises(CheckFailed) as error:
+        checks.call_without_references(
+            branches_on_a_tensor, torch.zeros(3), torch.ones(3, dtype=torch.float64)
+        )
+    assert str(error.value).startswith(
+        "branches_on_a_tensor(...) raised RuntimeError.\n  Hint: a tensor stood"
+    )
+    assert (
+        "Test case: branches_on_a_tensor(predictions=(3,) float32 on cpu, "
+        "targets=(3,) float64"
+        in flat(error)
+    )
+    assert isinstance(error.value.__cause__, RuntimeError)
+
+    def mixes_dtypes(x):
+        return x @ torch.ones(3, 3, dtype=torch.float64)
+
+    with pytest.raises(CheckFailed) as error:
+        checks.call_without_references(mixes_dtypes, torch.zeros(2, 3))
+    assert "create new tensors with the inputs' dtype" in flat(error)
+
+    def out_of_range(x, *, index):
+        return x[index]
+
+    with pytest.raises(
+        IndexError
+    ) as error:  # no hint for it: the error itself, with the test case as a note
+        checks.call_without_references(out_of_range, torch.zeros(2), index=5)
+    assert error.value.__notes__ == [
+        "Test case: out_of_range(x=(2,) float32 on cpu, index=5)"
+    ]
+
+
+# --- the in-place rule -------------------------------------------------------------
+
+
+def _bias_added_in_place(state, layer):
+    b = state[f"bias_ih_l{layer}"]
+    b += state[f"bias_hh_l{layer}"]  # into the dictionary's own tensor
+    return b
+
+
+def test_an_in_place_write_into_a_nested_tensor_is_caught():
+    state = {"bias_ih_l0": torch.ones(3), "bias_hh_l0": torch.ones(3)}
+    with pytest.raises(CheckFailed) as error:
+        checks.call_without_references(_bias_added_in_place, state, 0)
+    message = str(error.value)
+    assert message.startswith(
+        "Do not modify any argument in place: _bias_added_in_place changed"
+    )
+    assert " ".join(message.split()).startswith(
+        "Do not modify any argument in place: _bias_added_in_place changed "
+        "state['bias_ih_l0']."
+    )
+
+    def clamps_in_place(gradients, clip_value):
+        return tuple(g.clamp_(-clip_value, clip_value) for g in gradients)
+
+    gradients = (torch.tensor([0.5, -0.5]), torch.tensor([[3.0, -0.2]]))
+    with pytest.raises(CheckFailed) as error:
+        checks.call_without_references(clamps_in_place, gradients, clip_value=1.0)
+    assert "clamps_in_place changed gradients[1]." in flat(
+        error
+    )  # [0] had nothing to clamp
+
+    def writes_into_a_list(xs):
+        xs[1][0, 0] = float("nan")
+        return xs
+
+    with pytest.raises(CheckFailed, match=r"changed xs\[1\]"):
+        checks.call_without_references(
+            writes_into_a_list, [torch.zeros(1), torch.zeros(1, 1)]
+        )
+
+
+def test_in_place_changes_of_shape_sign_and_keyword_arguments_are_caught():
+    def unsqueezes(x):
+        x.unsqueeze_(0)
+        return x
+
+    with pytest.raises(CheckFailed, match="unsqueezes changed x"):
+        checks.call_without_references(unsqueezes, torch.zeros(2))
+
+    def negates_zero(h0=None):
+        return h0.neg_()
+
+    with pytest.raises(
+        CheckFailed, match="negates_zero changed h0"
+    ):  # 0.0 -> -0.0: bit-exact
+        checks.call_without_references(negates_zero, h0=torch.zeros(2))
+
+    def proxy(*args, **kwargs):  # what a grader's proxy looks like: no names to give
+        args[0].add_(1)
+
+    with pytest.raises(CheckFailed, match="proxy changed argument 1"):
+        checks.call_without_references(proxy, torch.zeros(2))
+
+
+def test_a_clone_and_return_or_an_unchanged_nan_is_not_an_in_place_write():
+    def clone_then_add(state, layer):
+        b = state[f"bias_ih_l{layer}"].clone()
+        b += state[f"bias_hh_l{layer}"]
+        return b
+
+    state = {"bias_ih_l0": torch.ones(3), "bias_hh_l0": torch.ones(3)}
+    assert checks.call_without_references(clone_then_add, state, 0).tolist() == [
+        2.0,
+        2.0,
+        2.0,
+    ]
+    assert state["bias_ih_l0"].tolist() == [1.0, 1.0, 1.0]
+    with_nan = torch.tensor([float("nan"), 1.0])
+    assert checks.call_without_references(lambda x: x * 2, with_nan)[1] == 2.0
+    meta = torch.zeros(
+        2, 3, device="meta"
+    )  # no values to compare; the shape is still checked
+    assert checks.call_without_references(lambda x: x + 1, meta).is_meta
+
+
+def test_modifies_allows_the_named_arguments_only():
+    def fills(out, x):
+        out.copy_(x)
+        return out
+
+    out, x = torch.zeros(2), torch.ones(2)
+    checks.call_without_references(fills, out, x, modifies=("out",))
+    assert out.tolist() == [1.0, 1.0]
+    with pytest.raises(CheckFailed, match="fills changed out"):
+        checks.call_without_references(fills, torch.zeros(2), x, modifies=("x",))
+
+
+def test_in_place_failure_quotes_the_rule_and_fits_nbgrader_validate():
+    failure = checks.in_place_failure("layer_weights", "state['bias_ih_l0']")
+    assert isinstance(failure, CheckFailed)
+    message = str(failure)
+    assert message.startswith(
+        "Do not modify any argument in place: layer_weights changed"
+    )
+    assert "state['bias_ih_l0']" in message
+    assert "Likely mistake: an in-place operation" in message
+    lines = f"CheckFailed: {message}".split("\n")
+    assert all(len(line) <= checks.MESSAGE_WIDTH for line in lines), lines
+    assert str(checks.in_place_failure("f", "x")) == str(
+        checks.in_place_failure("f", "x")
+    )
+
+
+def test_messages_are_wrapped_to_fit_nbgrader_validate():
+    long = "Likely mistake: " + "word " * 60 + "\n  Hint: " + "x" * 10
+    message = str(CheckFailed(long))
+    lines = f"CheckFailed: {message}".split("\n")
+    assert all(len(line) <= checks.MESSAGE_WIDTH for line in lines), lines
+    assert " ".join(message.split()) == " ".join(
+        long.split()
+    )  # nothing lost, only wrapped
+    assert str(CheckFailed(message)) == message  # wrapping twice changes nothing
+    assert str(ReferenceUsedError("your function calls " + "a " * 50)).count("\n") >= 1
+
+
+def test_check_float_enforces_return_a_python_float():
+    assert checks.check_float(1.5, "mae") == 1.5
+    assert checks.check_float(np.float64(0.25), "mae") == 0.25
+    with pytest.raises(
+        CheckFailed, match=r"^Return a Python float: mae returned a 0-d tensor"
+    ):
+        checks.check_float(torch.tensor(1.5), "mae")
+    with pytest.raises(CheckFailed, match="Return a Python float"):
+        checks.check_float(torch.tensor([1.5]), "mae")
+    with pytest.raises(CheckFailed, match="Return a Python float"):
+        checks.check_float(FloatSubclass(1.5), "mae")
 
 
 def test_strict_device_catches_a_tensor_created_on_the_cpu():
@@ -460,8 +647,9 @@ def test_strict_device_catches_a_tensor_created_on_the_cpu():
     def device_aware_h0(W_h):
         return W_h.new_zeros(2, 4) @ W_h.T * torch.tensor(2.0)
 
-    with pytest.raises(RuntimeError, match="mixes tensors on cpu and meta"):
+    with pytest.raises(CheckFailed, match="mixes tensors on cpu and meta") as error:
         checks.call_without_references(cpu_h0, W_h, strict_device=True)
+    assert "create new tensors on the inputs' device" in flat(error)
     assert checks.call_without_references(device_aware_h0, W_h, strict_device=True).device.type == "meta"
 
 
