@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import inspect
 import io
 import resource
 import signal
@@ -203,9 +204,12 @@ class SandboxGone(RuntimeError):
 class StudentFunction:
     """Stands for the student's function ``name``: calling it calls the real one inside the sandbox."""
 
-    def __init__(self, session: Session, name: str):
+    def __init__(self, session: Session, name: str, parameters: list[str] = ()):
         self._session = session
         self.__name__ = self.__qualname__ = name
+        # the source notebook's signature, so that the checks name arguments as they do in the notebook
+        self.__signature__ = inspect.Signature(
+            [inspect.Parameter(parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD) for parameter in parameters])
 
     def __call__(self, *args, **kwargs):
         return self._session.call(self.__name__, args, kwargs)
@@ -235,6 +239,10 @@ class GraderWorkRefused(RuntimeError):
 class _GraderWorkTimeout(BaseException):
     """A callback ran past its CPU time or past the test cell's deadline (not an Exception: the
     grader's reference code cannot swallow it)."""
+
+
+def _size(count: int) -> str:
+    return f"{count >> 20} MiB" if count >= 1 << 20 else f"{count >> 10} KiB"
 
 
 def _address_space() -> int:
@@ -277,15 +285,6 @@ def _bounded(cpu_seconds: float, wall_seconds: float, memory_bytes: int):
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
-def in_place_failure(name: str, argument: str) -> checks.CheckFailed:
-    """The course's rule, as the exercise checks state it (``checks.in_place_failure`` where it exists)."""
-    maker = getattr(checks, "in_place_failure", None)
-    if maker is not None:
-        return maker(name, argument)
-    return checks.CheckFailed(f"Do not modify any argument in place: {name} changed {argument}; compute "
-                              "into a new tensor instead")
-
-
 def _argument_labels(args: tuple, kwargs: dict, parameters: list[str]) -> dict[int, tuple[str, str]]:
     """id(tensor) -> (parameter name, how to name it in a message), for every tensor nested in the
     arguments (without recursion; the first place a tensor appears names it)."""
@@ -298,7 +297,7 @@ def _argument_labels(args: tuple, kwargs: dict, parameters: list[str]) -> dict[i
             item, path = stack.pop()
             seen += 1
             if isinstance(item, torch.Tensor):
-                labels.setdefault(id(item), (name, path if path == name else f"{path} (inside {name})"))
+                labels.setdefault(id(item), (name, path))  # named as checks.call_without_references names it
             elif type(item) in (list, tuple):
                 stack += [(child, f"{path}[{index}]") for index, child in enumerate(item)]
             elif type(item) is dict:
@@ -317,7 +316,7 @@ class Session:
         self.cell_timeout = cell_timeout
         self.parameters = parameters or {}
         self.limits = limits or WorkLimits(cpu_seconds=cell_timeout)
-        self.proxies = {name: StudentFunction(self, name) for name in functions}
+        self.proxies = {name: StudentFunction(self, name, self.parameters.get(name, [])) for name in functions}
         self.cell_deadline = float("inf")
         self.stopped: str | None = None  # why the sandbox is no longer usable
         self.call_timed_out = False
@@ -381,7 +380,7 @@ class Session:
         for original, change in changes:
             parameter, label = labels.get(id(original), ("", "an argument"))
             if parameter not in allowed:
-                raise in_place_failure(name, label)
+                raise checks.in_place_failure(name, label)
         for original, change in changes:
             self._write_back(original, change, decoder)  # only what the test allowed to change
         if reply.get("ok"):
@@ -420,12 +419,12 @@ class Session:
             if not isinstance(error, MemoryError) and not any(word in str(error).lower() for word in _MEMORY_WORDS):
                 raise
             self._refuse(f"a request from the notebook's code would make the grader pass its memory limit of "
-                         f"{limits.memory_bytes >> 20} MiB (are the arguments' shapes right?)")
+                         f"{_size(limits.memory_bytes)} (are the arguments' shapes right?)")
         finally:
             self.work_cpu += time.process_time() - start
         if size > limits.result_bytes:
             self._refuse(f"a request from the notebook's code would make the grader send back more than its "
-                         f"limit of {limits.result_bytes >> 20} MiB (are the arguments' shapes right?)")
+                         f"limit of {_size(limits.result_bytes)} (are the arguments' shapes right?)")
         return result
 
     @staticmethod

@@ -79,5 +79,5 @@ def test_the_refusal_fails_the_part_even_when_the_students_code_swallows_it():
             return {"ok": True, "value": 1.0}, protocol.Decoder([]), protocol.Encoder()
 
     work.sandbox = AnsweringSandbox()
-    with pytest.raises(CheckFailed, match="send back more"):
+    with pytest.raises(CheckFailed, match=r"send back\s+more than its limit of 1 KiB"):
         work.call("memory_cell_step", (), {})
