@@ -3,6 +3,11 @@
 Only the main process calls the writers here; workers return :class:`Row` objects (as dicts).
 Everything written is deterministic (sorted, no times, no temporary paths), so grading the same
 submissions twice gives byte-identical files.
+
+Nothing unprintable is ever written or shown: a :class:`Row` escapes, when it is made, every
+control character (ESC sequences, carriage returns, bidi overrides, zero-width characters, lone
+surrogates) of its text as ``\\x1b``, ``\\u202e``, ... (:func:`printable`); only the log and
+the parts' messages keep their line breaks and tabs.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import html
 import io
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,14 +30,26 @@ TIMED_OUT_SUBMISSION = "timed out (submission)"  # the whole submission ran out 
 KERNEL_DIED = "kernel died"  # the kernel ended (os._exit, a crash, a CPU limit); parts graded before count
 OUT_OF_MEMORY = "out of memory"  # the notebook hit the memory limit
 INVALID = "invalid notebook"  # not a readable notebook (not JSON, wrong format, too large): 0
+INVALID_ARCHIVE = "invalid archive"  # the zip's member(s) of this student cannot be read: 0
 MISSING = "missing notebook"  # no notebook (or several, none with the assignment's name): 0
 UNKNOWN = "unknown student"  # not in the roster (or not a valid student id): not graded, no score
 GRADER_ERROR = "grader error"  # the grader itself failed on this submission: nothing was recorded
 
 STATUSES = (GRADED, TAMPERED, RENAMED, TIMED_OUT_CELL, TIMED_OUT_SUBMISSION, KERNEL_DIED, OUT_OF_MEMORY, INVALID,
-            MISSING, UNKNOWN, GRADER_ERROR)
+            INVALID_ARCHIVE, MISSING, UNKNOWN, GRADER_ERROR)
 NOT_FAILURES = (GRADED, TAMPERED, RENAMED)
 """Statuses the progress bar does not count as failures."""
+FILE_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+~-]{0,199}")
+"""What a row's student must look like to name its files (intake makes every one so)."""
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with each character that is not printable escaped (``\\x1b``, ``\\u202e``,
+    ``\\n``), except those in ``keep`` (e.g. ``"\\n\\t"``): what may reach a file or a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() or char in keep else ascii(char)[1:-1]
+                   for char in text)
 
 
 @dataclass
@@ -41,6 +59,11 @@ class PartFeedback:
     points: float | None
     max_points: float
     message: str = ""
+
+    def __post_init__(self):
+        self.grade_id = printable(str(self.grade_id))
+        self.description = printable(str(self.description))
+        self.message = printable(str(self.message), keep="\n\t")
 
 
 @dataclass
@@ -56,6 +79,11 @@ class Row:
     parts: list[PartFeedback] = field(default_factory=list)
     fingerprint: str = ""  # of the submitted files: a rerun without --force reuses the row when unchanged
     log: str = ""  # the sandbox's report and stderr tail, for the instructor (not in the CSV)
+
+    def __post_init__(self):
+        self.student, self.assignment, self.status, self.message = (
+            printable(str(text)) for text in (self.student, self.assignment, self.status, self.message))
+        self.log = printable(str(self.log), keep="\n\t")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,19 +165,26 @@ class OutputFolder:
     def __init__(self, root: Path):
         self.root = Path(root)
 
+    @staticmethod
+    def _stem(student: str) -> str:
+        if not FILE_STEM.fullmatch(student):
+            raise ValueError(f"not a student id that can name a file: {ascii(student)}")
+        return student
+
     def cached(self, student: str) -> Row | None:
-        path = self.root / "results" / f"{student}.json"
+        path = self.root / "results" / f"{self._stem(student)}.json"
         try:
             return Row.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError):
             return None
 
     def save(self, row: Row) -> None:
-        write_atomically(self.root / "results" / f"{row.student}.json", json.dumps(row.to_dict(), indent=1,
-                                                                                    sort_keys=True))
-        write_atomically(self.root / "feedback" / f"{row.student}.html", feedback_page(row))
+        stem = self._stem(row.student)
+        write_atomically(self.root / "results" / f"{stem}.json", json.dumps(row.to_dict(), indent=1,
+                                                                             sort_keys=True))
+        write_atomically(self.root / "feedback" / f"{stem}.html", feedback_page(row))
         if row.log:
-            write_atomically(self.root / "logs" / f"{row.student}.log", row.log)
+            write_atomically(self.root / "logs" / f"{stem}.log", row.log)
 
     def write_table(self, rows: list[Row], grade_ids: list[str]) -> Path:
         path = self.root / "grades.csv"
