@@ -133,28 +133,31 @@ def zip_with_raw_member(name: str, compressed: bytes, size: int, crc: int) -> by
     return body + directory + end
 
 
-def prepend_member(single: bytes, archive: bytes) -> bytes:
-    """``archive`` with the one member of the zip ``single`` added first."""
-    end_single = single.rfind(b"PK\x05\x06")
-    size_single, start_single = struct.unpack_from("<II", single, end_single + 12)
-    end = archive.rfind(b"PK\x05\x06")
-    count, size, start = struct.unpack_from("<HII", archive, end + 10)
-    body_single = single[:start_single]
-    directory = bytearray(archive[start : start + size])
+def concatenated(first: bytes, second: bytes) -> bytes:
+    """One zip with the members of ``first``, then those of ``second`` (copied as bytes,
+    so damaged members stay as damaged as they were)."""
+    end_first = first.rfind(b"PK\x05\x06")
+    count_first, size_first, start_first = struct.unpack_from("<HII", first,
+                                                              end_first + 10)
+    end = second.rfind(b"PK\x05\x06")
+    count, size, start = struct.unpack_from("<HII", second, end + 10)
+    body_first = first[:start_first]
+    directory = bytearray(second[start : start + size])
     offset = 0
-    while offset < len(directory):  # each local header moves by the new member's size
+    while offset < len(directory):  # each local header moves by the first's size
         name_length, extra_length, comment_length = struct.unpack_from(
             "<HHH", directory, offset + 28
         )
         (local,) = struct.unpack_from("<I", directory, offset + 42)
-        struct.pack_into("<I", directory, offset + 42, local + len(body_single))
+        struct.pack_into("<I", directory, offset + 42, local + len(body_first))
         offset += 46 + name_length + extra_length + comment_length
-    directory = single[start_single : start_single + size_single] + bytes(directory)
+    directory = first[start_first : start_first + size_first] + bytes(directory)
+    total = count_first + count
     end_record = struct.pack(
-        "<4sHHHHIIH", b"PK\x05\x06", 0, 0, count + 1, count + 1, len(directory),
-        len(body_single) + start, 0,
+        "<4sHHHHIIH", b"PK\x05\x06", 0, 0, total, total, len(directory),
+        len(body_first) + start, 0,
     )
-    return body_single + archive[:start] + directory + end_record
+    return body_first + second[:start] + directory + end_record
 
 
 # --- notebook JSON mutations -------------------------------------------------------------

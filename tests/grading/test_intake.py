@@ -23,7 +23,7 @@ from malformed import (
     damage_data,
     deflate_bomb,
     patch,
-    prepend_member,
+    concatenated,
     rename,
     zip_with_raw_member,
 )
@@ -325,7 +325,7 @@ def _bomb(notebooks, lie: bool) -> bytes:
     size = 64 << 20
     bomb = zip_with_raw_member(FLAT, deflate_bomb(64), 1000 if lie else size,
                                zlib.crc32(bytes(size)))
-    return prepend_member(bomb, _with_mal(notebooks, []))
+    return concatenated(bomb, _with_mal(notebooks, []))
 
 
 def _bzip2_member(notebooks) -> bytes:
