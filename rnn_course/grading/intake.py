@@ -44,8 +44,8 @@ stop the run:
   only the roster's ids are graded.
 
 The notebook's test and locked cells are compared with the release by nbgrader's
-checksums ("tampered cells restored": nbgrader puts them back, and the grader's own tests
-do not depend on them).
+checksums ("tampered cells restored": nbgrader puts them back, and the grader's own
+tests do not depend on them).
 """
 
 from __future__ import annotations
@@ -78,8 +78,10 @@ STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}")
 ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 """Compression methods read (deflate bounds its output; bzip2 and LZMA do not here)."""
 
-_TOO_LARGE = (f"submission too large (at most {MAX_FILES} files, {MAX_FILE_BYTES >> 20} "
-              f"MiB each, {MAX_STUDENT_BYTES >> 20} MiB in all)")
+_TOO_LARGE = (
+    f"submission too large (at most {MAX_FILES} files, {MAX_FILE_BYTES >> 20} "
+    f"MiB each, {MAX_STUDENT_BYTES >> 20} MiB in all)"
+)
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 _DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
@@ -119,21 +121,23 @@ class _Found:
 
 
 def shown(text: str, limit: int = 80) -> str:
-    """``text`` quoted with every non-ASCII and unprintable character escaped, shortened:
-    what a message shows of a name (so ``Ann``, ``A\\u0301nn`` and ``Ann\\x1b`` differ)."""
+    """``text`` quoted, every non-ASCII and unprintable character escaped, shortened:
+    what a message shows of a name (``Ann``, ``A\\u0301nn`` and ``Ann\\x1b`` differ)."""
     quoted = ascii(text)
     return quoted if len(quoted) <= limit else quoted[: limit - 3] + "..."
 
 
 def read_roster(path: Path) -> list[str]:
-    """Student ids, one per line, or a CSV file with an ``id`` column (nbgrader's format).
+    """Student ids, one per line, or a CSV file with an ``id`` column (as nbgrader's).
 
     Every id must be a valid student id, and no two may differ only in case.
     """
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: the roster is not UTF-8 text ({error.reason})") from None
+        raise ValueError(
+            f"{path}: the roster is not UTF-8 text ({error.reason})"
+        ) from None
     lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line and not line.startswith("#")]
     if lines and "," in lines[0]:
@@ -146,18 +150,28 @@ def read_roster(path: Path) -> list[str]:
         lines = [line for line in lines if line]
     for student in lines:
         if not STUDENT_ID.fullmatch(student):
-            raise ValueError(f"{path}: {shown(student)} is not a valid student id "
-                             "(up to 100 letters, digits and _.@+-, starting with a "
-                             "letter or digit)")
+            raise ValueError(
+                f"{path}: {shown(student)} is not a valid student id "
+                "(up to 100 letters, digits and _.@+-, starting with a "
+                "letter or digit)"
+            )
     twins = [ids for ids in _by_key(lines).values() if len(ids) > 1]
     if twins:
-        raise ValueError(f"{path}: the ids {', '.join(map(shown, twins[0]))} differ "
-                         "only in case: keep one id per student")
+        raise ValueError(
+            f"{path}: the ids {', '.join(map(shown, twins[0]))} differ "
+            "only in case: keep one id per student"
+        )
     return lines
 
 
-def collect(submissions: Path, assignment: str, notebook: str, release_notebook: Path,
-            staging: Path, roster: list[str] | None = None) -> list[Submission]:
+def collect(
+    submissions: Path,
+    assignment: str,
+    notebook: str,
+    release_notebook: Path,
+    staging: Path,
+    roster: list[str] | None = None,
+) -> list[Submission]:
     """Every submission found, checked, one per student id (sorted); plus a "missing
     notebook" entry for each roster student without one. Raises :class:`IntakeError`
     only when the submissions as a whole cannot be read."""
@@ -177,7 +191,9 @@ def collect(submissions: Path, assignment: str, notebook: str, release_notebook:
         name, identity_problem = names[raw]
         submission = Submission(name)
         if identity_problem:
-            problems = [identity_problem] + ([entry.problem[1]] if entry.problem else [])
+            problems = [identity_problem] + (
+                [entry.problem[1]] if entry.problem else []
+            )
             submission.status, submission.message = report.UNKNOWN, "; ".join(problems)
         elif entry.problem:
             submission.status, submission.message = entry.problem
@@ -187,8 +203,11 @@ def collect(submissions: Path, assignment: str, notebook: str, release_notebook:
         results.append(submission)
     if roster is not None:
         for student in sorted(set(roster) - set(found)):
-            results.append(Submission(student, status=report.MISSING,
-                                      message="no submission found"))
+            results.append(
+                Submission(
+                    student, status=report.MISSING, message="no submission found"
+                )
+            )
     return sorted(results, key=lambda submission: submission.student)
 
 
@@ -223,21 +242,32 @@ def _row_names(raw_ids: list[str], roster: list[str] | None) -> dict[str, tuple]
     for raw in raw_ids:
         twins = [other for other in groups.get(raw.lower(), []) if other != raw]
         if not STUDENT_ID.fullmatch(raw):
-            names[raw] = (None, f"{shown(raw)} is not a valid student id (up to 100 "
-                          "letters, digits and _.@+-, starting with a letter or digit)")
+            names[raw] = (
+                None,
+                f"{shown(raw)} is not a valid student id (up to 100 "
+                "letters, digits and _.@+-, starting with a letter or digit)",
+            )
         elif roster is not None and raw in roster:
             names[raw] = (raw, None)
         elif roster is not None and raw.lower() in in_roster:
-            names[raw] = (None, f"not in the roster, which has "
-                          f"{shown(in_roster[raw.lower()])} (ids are case-sensitive)")
+            names[raw] = (
+                None,
+                f"not in the roster, which has "
+                f"{shown(in_roster[raw.lower()])} (ids are case-sensitive)",
+            )
         elif roster is not None:
             keep = not twins
-            names[raw] = (raw if keep else None,
-                          "not in the roster: fix the name or the roster")
+            names[raw] = (
+                raw if keep else None,
+                "not in the roster: fix the name or the roster",
+            )
         elif twins:
             everyone = ", ".join(shown(other) for other in sorted([raw, *twins]))
-            names[raw] = (None, f"the ids {everyone} differ only in case: rename the "
-                          "folders so that each student has one id, or pass --roster")
+            names[raw] = (
+                None,
+                f"the ids {everyone} differ only in case: rename the "
+                "folders so that each student has one id, or pass --roster",
+            )
         else:
             names[raw] = (raw, None)
     taken = {name.lower() for name, _ in names.values() if name}
@@ -259,15 +289,23 @@ def _row_names(raw_ids: list[str], roster: list[str] | None) -> dict[str, tuple]
 
 def _usable_file_name(name: str) -> bool:
     """A name that can be shown and written anywhere: printable, one path part."""
-    return (name.isprintable() and name not in ("", ".", "..") and "/" not in name
-            and "\\" not in name and len(name.encode()) <= MAX_NAME_BYTES)
+    return (
+        name.isprintable()
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and len(name.encode()) <= MAX_NAME_BYTES
+    )
 
 
 def _regular_files(folder: Path) -> _Found:
     found = _Found()
     for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
-        if (entry.name.startswith(".") or entry.is_symlink()
-                or not entry.is_file(follow_symlinks=False)):
+        if (
+            entry.name.startswith(".")
+            or entry.is_symlink()
+            or not entry.is_file(follow_symlinks=False)
+        ):
             continue
         if _usable_file_name(entry.name):
             found.files[entry.name] = Path(entry.path)
@@ -279,8 +317,11 @@ def _regular_files(folder: Path) -> _Found:
 def _from_folder(root: Path, assignment: str) -> dict[str, _Found]:
     found = {}
     for entry in sorted(os.scandir(root), key=lambda entry: entry.name):
-        if (entry.name.startswith(".") or entry.is_symlink()
-                or not entry.is_dir(follow_symlinks=False)):
+        if (
+            entry.name.startswith(".")
+            or entry.is_symlink()
+            or not entry.is_dir(follow_symlinks=False)
+        ):
             continue
         folder = Path(entry.path)
         nested = folder / assignment
@@ -299,8 +340,14 @@ def _member_place(filename: str, notebook: str):
     if filename[:1] in "/\\" or re.match(r"[A-Za-z]:", parts[0]) or parts[0] == "..":
         return filename, None, "an archive member outside every student's folder"
     if ".." in parts:
-        return parts[0], None, (f"the archive member {shown(filename)} climbs out of "
-                                "the student's folder ('..')")
+        return (
+            parts[0],
+            None,
+            (
+                f"the archive member {shown(filename)} climbs out of "
+                "the student's folder ('..')"
+            ),
+        )
     if any(part.startswith(".") for part in parts):
         return None
     if len(parts) >= 2:
@@ -316,9 +363,10 @@ def _member_place(filename: str, notebook: str):
 def _open_archive(path: Path) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(path)
-    except Exception as error:  # noqa: BLE001 (whatever zipfile raises on a damaged one)
-        raise IntakeError(f"{path} is not a readable zip archive "
-                          f"({type(error).__name__}: {error})") from None
+    except Exception as error:  # noqa: BLE001 (whatever a damaged archive raises)
+        raise IntakeError(
+            f"{path} is not a readable zip archive ({type(error).__name__}: {error})"
+        ) from None
     if len(archive.infolist()) > MAX_ZIP_MEMBERS:
         archive.close()
         raise IntakeError(f"{path} has more than {MAX_ZIP_MEMBERS} members: split it")
@@ -349,9 +397,13 @@ def _from_zip(path: Path, staging: Path, notebook: str) -> dict[str, _Found]:
             elif not _usable_file_name(name):
                 entry.ignored.append(name)
             elif name in entry.files:
-                entry.problem = (report.INVALID_ARCHIVE, (
-                    f"two members of the archive are this student's {shown(name)}: "
-                    "keep one"))
+                entry.problem = (
+                    report.INVALID_ARCHIVE,
+                    (
+                        f"two members of the archive are this student's {shown(name)}: "
+                        "keep one"
+                    ),
+                )
             elif len(entry.files) >= MAX_FILES or entry.size >= MAX_STUDENT_BYTES:
                 entry.problem = (report.INVALID, _TOO_LARGE)
             else:
@@ -360,8 +412,10 @@ def _from_zip(path: Path, staging: Path, notebook: str) -> dict[str, _Found]:
                     continue
                 total += len(data)
                 if total > MAX_ZIP_BYTES:
-                    raise IntakeError(f"{path} holds more than {MAX_ZIP_BYTES >> 30} "
-                                      "GiB of data: split it")
+                    raise IntakeError(
+                        f"{path} holds more than {MAX_ZIP_BYTES >> 30} "
+                        "GiB of data: split it"
+                    )
                 entry.size += len(data)
                 target = staging / str(entry.index) / name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -378,18 +432,26 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, entry: _Found)
         entry.problem = (report.INVALID_ARCHIVE, f"{what} is encrypted")
         return None
     if info.compress_type not in ZIP_METHODS:
-        entry.problem = (report.INVALID_ARCHIVE, (
-            f"{what} is compressed with method {info.compress_type} (the grader reads "
-            f"{' and '.join(ZIP_METHODS.values())} members)"))
+        entry.problem = (
+            report.INVALID_ARCHIVE,
+            (
+                f"{what} is compressed with method {info.compress_type} (the grader "
+                f"reads {' and '.join(ZIP_METHODS.values())} members)"
+            ),
+        )
         return None
     limit = min(MAX_FILE_BYTES, MAX_STUDENT_BYTES - entry.size)
     try:
         with archive.open(info) as member:
             data = member.read(limit + 1)  # a read short of the limit met the checksum
     except Exception as error:  # noqa: BLE001 (whatever a damaged member raises)
-        entry.problem = (report.INVALID_ARCHIVE, (
-            f"{what} cannot be read ({type(error).__name__}: {str(error)[:120]}): "
-            "ask for the file again"))
+        entry.problem = (
+            report.INVALID_ARCHIVE,
+            (
+                f"{what} cannot be read ({type(error).__name__}: {str(error)[:120]}): "
+                "ask for the file again"
+            ),
+        )
         return None
     if len(data) > limit:
         entry.problem = (report.INVALID, _TOO_LARGE)
@@ -400,8 +462,9 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, entry: _Found)
 # --- one student's files -------------------------------------------------------------
 
 
-def _check_files(submission: Submission, found: _Found, notebook: str, release,
-                 repaired: Path) -> None:
+def _check_files(
+    submission: Submission, found: _Found, notebook: str, release, repaired: Path
+) -> None:
     sizes = {}
     for name, path in found.files.items():
         info = os.lstat(path)
@@ -415,7 +478,9 @@ def _check_files(submission: Submission, found: _Found, notebook: str, release,
         return
     digest = hashlib.sha256()
     for name in sorted(files):
-        digest.update(name.encode() + b"\0" + hashlib.sha256(_read(files[name])).digest())
+        digest.update(
+            name.encode() + b"\0" + hashlib.sha256(_read(files[name])).digest()
+        )
     submission.fingerprint = digest.hexdigest()
     notebooks = sorted(name for name in files if name.endswith(".ipynb"))
     if notebook in files:
@@ -426,8 +491,11 @@ def _check_files(submission: Submission, found: _Found, notebook: str, release,
         others = f", and several other notebooks: {', '.join(notebooks)}"
         ignored = ", ".join(shown(name, 40) for name in found.ignored[:5])
         submission.status = report.MISSING
-        submission.message = (f"no {notebook}" + (others if notebooks else "")
-                              + (f" (files ignored: {ignored})" if ignored else ""))
+        submission.message = (
+            f"no {notebook}"
+            + (others if notebooks else "")
+            + (f" (files ignored: {ignored})" if ignored else "")
+        )
         return
     try:
         nb, changed = read_notebook(_read(files[submission.notebook]))
@@ -499,8 +567,12 @@ def read_notebook(data: bytes):
     if nesting_depth(text) > MAX_NESTING:
         raise NotebookProblem(f"nests JSON more than {MAX_NESTING} levels deep")
     try:
-        content = json.loads(text, object_pairs_hook=_unique_keys,
-                             parse_float=_finite, parse_constant=_no_constant)
+        content = json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_float=_finite,
+            parse_constant=_no_constant,
+        )
     except NotebookProblem:
         raise
     except ValueError as error:  # JSONDecodeError, and integers of over 4300 digits
@@ -515,8 +587,9 @@ def read_notebook(data: bytes):
         raise NotebookProblem("does not follow the notebook format: no list of cells")
     for index, cell in enumerate(cells):
         if not isinstance(cell, dict):
-            raise NotebookProblem(f"does not follow the notebook format: cells[{index}] "
-                                  "is not an object")
+            raise NotebookProblem(
+                f"does not follow the notebook format: cells[{index}] is not an object"
+            )
     repaired = _repair_cell_ids(content)
     nb = nbformat.from_dict(content)
     try:
@@ -524,13 +597,18 @@ def read_notebook(data: bytes):
             warnings.simplefilter("error")  # (nbformat warns where it would repair)
             nbformat.validate(nb, version=4, version_minor=content["nbformat_minor"])
     except nbformat.ValidationError as error:
-        where = "".join(f"[{key}]" if isinstance(key, int) else f".{key}"
-                        for key in error.absolute_path).lstrip(".")
-        raise NotebookProblem(f"does not follow the notebook format: "
-                              f"{where or 'the notebook'}: {error.message[:120]}") from None
+        where = "".join(
+            f"[{key}]" if isinstance(key, int) else f".{key}"
+            for key in error.absolute_path
+        ).lstrip(".")
+        raise NotebookProblem(
+            f"does not follow the notebook format: "
+            f"{where or 'the notebook'}: {error.message[:120]}"
+        ) from None
     except Exception as error:  # noqa: BLE001 (nbformat's own asserts on odd versions)
-        raise NotebookProblem(f"does not follow the notebook format "
-                              f"({type(error).__name__})") from None
+        raise NotebookProblem(
+            f"does not follow the notebook format ({type(error).__name__})"
+        ) from None
     _check_nbgrader_metadata(nb)
     nb = rejoin_lines(nb)  # (as nbformat.reads does: sources as strings)
     return strip_transient(nb), repaired
@@ -538,7 +616,7 @@ def read_notebook(data: bytes):
 
 def _repair_cell_ids(content: dict) -> bool:
     """Give cells without a usable id, or with one another cell had first, a new id
-    (``cell-<index>``); True if any changed. nbformat would do the same with random ids."""
+    (``cell-<index>``); True if any changed. (nbformat would, with random ids.)"""
     if content["nbformat_minor"] < 5:
         return False
     cells = content["cells"]
@@ -568,15 +646,17 @@ def _check_nbgrader_metadata(nb) -> None:
         if "nbgrader" not in cell.metadata:
             continue
         if not isinstance(cell.metadata.nbgrader, dict):
-            raise NotebookProblem(f"has nbgrader metadata that is not an object in "
-                                  f"cells[{index}]")
+            raise NotebookProblem(
+                f"has nbgrader metadata that is not an object in cells[{index}]"
+            )
         try:
             jsonschema.validate(cell.metadata.nbgrader, validator.schema)
             validator.validate_cell(cell)  # (also what the schema cannot say)
         except Exception as error:  # noqa: BLE001 (nbgrader raises several kinds)
             message = getattr(error, "message", None) or str(error)
-            raise NotebookProblem(f"has invalid nbgrader metadata in cells[{index}]: "
-                                  f"{message[:120]}") from None
+            raise NotebookProblem(
+                f"has invalid nbgrader metadata in cells[{index}]: {message[:120]}"
+            ) from None
 
 
 def forget_unknown_grade_ids(nb, release) -> bool:
@@ -588,8 +668,11 @@ def forget_unknown_grade_ids(nb, release) -> bool:
     (KeyError 'grade_id'), and the whole submission with it. Renaming a test cell must
     cost no more than deleting it: it is restored.
     """
-    known = {cell.metadata.nbgrader["grade_id"] for cell in release.cells
-             if "nbgrader" in cell.metadata}
+    known = {
+        cell.metadata.nbgrader["grade_id"]
+        for cell in release.cells
+        if "nbgrader" in cell.metadata
+    }
     changed = False
     for cell in nb.cells:
         meta = cell.get("metadata", {})
@@ -613,10 +696,14 @@ def tampered_cells(submitted, release) -> list[str]:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if grade_id:
             found.setdefault(grade_id, []).append(cell)
-    known = {cell.metadata.nbgrader["grade_id"] for cell in release.cells
-             if "nbgrader" in cell.metadata}
-    changes = [f"{grade_id} (unknown grade id)" for grade_id in found
-               if grade_id not in known]
+    known = {
+        cell.metadata.nbgrader["grade_id"]
+        for cell in release.cells
+        if "nbgrader" in cell.metadata
+    }
+    changes = [
+        f"{grade_id} (unknown grade id)" for grade_id in found if grade_id not in known
+    ]
     for cell in release.cells:
         if not (utils.is_grade(cell) or utils.is_locked(cell)):
             continue
@@ -627,8 +714,9 @@ def tampered_cells(submitted, release) -> list[str]:
         elif len(copies) > 1:
             changes.append(f"{grade_id} (duplicated)")
         else:
-            same = (utils.compute_checksum(copies[0])
-                    == cell.metadata.nbgrader.get("checksum"))
+            same = utils.compute_checksum(copies[0]) == cell.metadata.nbgrader.get(
+                "checksum"
+            )
             if not same:
                 changes.append(f"{grade_id} (edited)")
     return changes

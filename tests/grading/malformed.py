@@ -1,9 +1,9 @@
-"""Malformed inputs for the intake tests: damaged zip archives and mutated notebook JSON.
+"""Malformed inputs for the intake tests: damaged zip archives, mutated notebook JSON.
 
 A zip is built with :mod:`zipfile`, then its headers are patched in place (checksums,
 sizes, flags, compression method), as a damaged or hostile export would have them.
-Notebook mutations change one place of the released notebook's JSON at a time: a value of
-another type, a missing key, a duplicated key, deep nesting, a huge value.
+Notebook mutations change one place of the released notebook's JSON at a time: a value
+of another type, a missing key, a duplicated key, deep nesting, a huge value.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _entries(data: bytes):
 
 
 def patch(data: bytes, member: str, central_only: bool = False, **values) -> bytes:
-    """``data`` with header fields of ``member`` replaced: ``patch(z, "a.ipynb", crc=0)``.
+    """``data`` with header fields of ``member`` replaced (``patch(z, "a", crc=0)``).
 
     A value may be a function of the old one (``file_size=lambda old: old * 1000``).
     """
@@ -118,12 +118,38 @@ def zip_with_raw_member(name: str, compressed: bytes, size: int, crc: int) -> by
     """A one-member zip whose deflated data is ``compressed`` (made elsewhere)."""
     encoded = name.encode()
     local = struct.pack(
-        "<4sHHHHHIIIHH", LOCAL, 20, 0, 8, 0, 0x21, crc, len(compressed), size,
-        len(encoded), 0,
+        "<4sHHHHHIIIHH",
+        LOCAL,
+        20,
+        0,
+        8,
+        0,
+        0x21,
+        crc,
+        len(compressed),
+        size,
+        len(encoded),
+        0,
     )
     central = struct.pack(
-        "<4sHHHHHHIIIHHHHHII", CENTRAL, 20, 20, 0, 8, 0, 0x21, crc, len(compressed),
-        size, len(encoded), 0, 0, 0, 0, 0, 0,
+        "<4sHHHHHHIIIHHHHHII",
+        CENTRAL,
+        20,
+        20,
+        0,
+        8,
+        0,
+        0x21,
+        crc,
+        len(compressed),
+        size,
+        len(encoded),
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
     )
     body = local + encoded + compressed
     directory = central + encoded
@@ -137,8 +163,9 @@ def concatenated(first: bytes, second: bytes) -> bytes:
     """One zip with the members of ``first``, then those of ``second`` (copied as bytes,
     so damaged members stay as damaged as they were)."""
     end_first = first.rfind(b"PK\x05\x06")
-    count_first, size_first, start_first = struct.unpack_from("<HII", first,
-                                                              end_first + 10)
+    count_first, size_first, start_first = struct.unpack_from(
+        "<HII", first, end_first + 10
+    )
     end = second.rfind(b"PK\x05\x06")
     count, size, start = struct.unpack_from("<HII", second, end + 10)
     body_first = first[:start_first]
@@ -154,13 +181,20 @@ def concatenated(first: bytes, second: bytes) -> bytes:
     directory = first[start_first : start_first + size_first] + bytes(directory)
     total = count_first + count
     end_record = struct.pack(
-        "<4sHHHHIIH", b"PK\x05\x06", 0, 0, total, total, len(directory),
-        len(body_first) + start, 0,
+        "<4sHHHHIIH",
+        b"PK\x05\x06",
+        0,
+        0,
+        total,
+        total,
+        len(directory),
+        len(body_first) + start,
+        0,
     )
     return body_first + second[:start] + directory + end_record
 
 
-# --- notebook JSON mutations -------------------------------------------------------------
+# --- notebook JSON mutations ---------------------------------------------------------
 
 
 @dataclass
@@ -169,7 +203,9 @@ class Mutation:
 
     name: str
     data: bytes
-    structural: bool  # True: valid JSON whose structure changed (nbformat's schema decides)
+    structural: (
+        bool  # True: valid JSON whose structure changed (nbformat's schema decides)
+    )
 
 
 WRONG_VALUES = {
@@ -190,7 +226,7 @@ DUPLICATE_MARKER = "@@duplicate-key@@"
 
 
 def _places(node, path=(), depth=0, limit=4):
-    """Every (path, value) in ``node`` down to ``limit`` levels (paths are key tuples)."""
+    """Every (path, value) in ``node``, ``limit`` levels down (paths: key tuples)."""
     yield path, node
     if depth >= limit or not isinstance(node, (dict, list)):
         return
@@ -234,7 +270,7 @@ def _deep(depth: int, opener: str = "[") -> str:
 
 
 def mutations(nb: dict, count: int, seed: int = 0) -> list[Mutation]:
-    """``count`` variants of ``nb`` (a released notebook as plain JSON data), reproducible.
+    """``count`` variants of ``nb`` (a released notebook as JSON data), reproducible.
 
     Structural variants: a value replaced by one of another type, or deleted, at a place
     chosen among the notebook's first four levels (its metadata, each cell's keys, each
@@ -246,23 +282,43 @@ def mutations(nb: dict, count: int, seed: int = 0) -> list[Mutation]:
     places = [  # (the lines of a cell's source are text, not structure)
         path for path, _ in _places(nb) if path and "source" not in path[:-1]
     ]
-    dict_places = [
-        path for path in places if isinstance(_at(nb, path[:-1]), dict)
-    ]
+    dict_places = [path for path in places if isinstance(_at(nb, path[:-1]), dict)]
     text = json.dumps(nb)
     found: list[Mutation] = [
-        Mutation("deep_list_100000", _splice(nb, ("metadata", "deep"), _deep(100000)), False),
-        Mutation("deep_object_5000", _splice(nb, ("metadata", "deep"), _deep(5000, "{")), False),
-        Mutation("deep_in_cell_300", _splice(nb, ("cells", 1, "metadata", "x"), _deep(300)), False),
-        Mutation("huge_integer", _splice(nb, ("cells", 1, "execution_count"), "9" * 5000), False),
+        Mutation(
+            "deep_list_100000", _splice(nb, ("metadata", "deep"), _deep(100000)), False
+        ),
+        Mutation(
+            "deep_object_5000",
+            _splice(nb, ("metadata", "deep"), _deep(5000, "{")),
+            False,
+        ),
+        Mutation(
+            "deep_in_cell_300",
+            _splice(nb, ("cells", 1, "metadata", "x"), _deep(300)),
+            False,
+        ),
+        Mutation(
+            "huge_integer",
+            _splice(nb, ("cells", 1, "execution_count"), "9" * 5000),
+            False,
+        ),
         Mutation("nan", _splice(nb, ("metadata", "nan"), "NaN"), False),
         Mutation("infinity", _splice(nb, ("metadata", "big"), "1e999"), False),
-        Mutation("not_utf8", text.encode().replace(b"memory cell", b"memory \xff\xfe cell", 1), False),
+        Mutation(
+            "not_utf8",
+            text.encode().replace(b"memory cell", b"memory \xff\xfe cell", 1),
+            False,
+        ),
         Mutation("utf16", text.encode("utf-16"), False),
         Mutation("truncated", text.encode()[: len(text) // 2], False),
         Mutation("empty_file", b"", False),
         Mutation("top_level_list", b"[]", False),
-        Mutation("oversized", _splice(nb, ("metadata", "pad"), '"' + "x" * (21 << 20) + '"'), False),
+        Mutation(
+            "oversized",
+            _splice(nb, ("metadata", "pad"), '"' + "x" * (21 << 20) + '"'),
+            False,
+        ),
     ]
     while len(found) < count:
         kind = chooser.random()

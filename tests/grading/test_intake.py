@@ -20,10 +20,10 @@ import pytest
 from grading_submissions import ASSIGNMENT, NOTEBOOK, answered, cell, load, to_bytes
 from malformed import (
     build_zip,
+    concatenated,
     damage_data,
     deflate_bomb,
     patch,
-    concatenated,
     rename,
     zip_with_raw_member,
 )
@@ -43,7 +43,11 @@ def notebooks(course):
 
 def collect(path, notebooks, tmp_path, roster=None):
     found = intake.collect(
-        path, ASSIGNMENT, NOTEBOOK, notebooks["release_path"], tmp_path / "staging",
+        path,
+        ASSIGNMENT,
+        NOTEBOOK,
+        notebooks["release_path"],
+        tmp_path / "staging",
         roster,
     )
     return {submission.student: submission for submission in found}
@@ -55,7 +59,7 @@ def write(path, data: bytes):
 
 
 def unprintable(text: str, allowed: str = "") -> list[str]:
-    """The characters of ``text`` that a terminal or an editor would not show as text."""
+    """The characters of ``text`` that a terminal or an editor would not show."""
     return [c for c in text if not c.isprintable() and c not in allowed]
 
 
@@ -67,7 +71,9 @@ def test_folder_layouts_renamed_missing_and_invalid(tmp_path, notebooks):
     write(root / "bob" / NOTEBOOK, correct)  # without the assignment level
     write(root / "cem" / "answers (1).ipynb", correct)  # the only notebook, renamed
     write(root / "dan" / "a.ipynb", correct)
-    write(root / "dan" / "b.ipynb", correct)  # two notebooks, neither with the right name
+    write(
+        root / "dan" / "b.ipynb", correct
+    )  # two notebooks, neither with the right name
     write(root / "eve" / "readme.txt", b"forgot")
     write(root / "fay" / NOTEBOOK, b"\x89PNG not a notebook")
     write(root / "gus" / NOTEBOOK, b'{"nbformat": 3, "cells": "no"}')
@@ -77,13 +83,20 @@ def test_folder_layouts_renamed_missing_and_invalid(tmp_path, notebooks):
     assert found["ann"].status is None
     assert sorted(found["ann"].files) == ["ch02_memory_cell.ipynb", "helper.py"]
     assert found["bob"].status is None and found["bob"].notebook == NOTEBOOK
-    assert found["cem"].status is None and found["cem"].renamed_from == "answers (1).ipynb"
+    assert (
+        found["cem"].status is None and found["cem"].renamed_from == "answers (1).ipynb"
+    )
     assert found["dan"].status == report.MISSING
     assert "several other notebooks" in found["dan"].message
     assert found["eve"].status == report.MISSING
     assert found["fay"].status == report.INVALID and "not UTF-8" in found["fay"].message
-    assert found["gus"].status == report.INVALID and "nbformat 4" in found["gus"].message
-    assert found["bob"].fingerprint and found["bob"].fingerprint != found["cem"].fingerprint
+    assert (
+        found["gus"].status == report.INVALID and "nbformat 4" in found["gus"].message
+    )
+    assert (
+        found["bob"].fingerprint
+        and found["bob"].fingerprint != found["cem"].fingerprint
+    )
 
 
 def test_links_are_never_followed(tmp_path, notebooks):
@@ -136,7 +149,9 @@ def test_lms_zip_flat_and_with_folders(tmp_path, notebooks):
     archive = tmp_path / "export.zip"
     correct = to_bytes(notebooks["correct"])
     with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr(f"ann_1234_5678_{NOTEBOOK}", correct)  # Canvas: <student>_..._<file>
+        zf.writestr(
+            f"ann_1234_5678_{NOTEBOOK}", correct
+        )  # Canvas: <student>_..._<file>
         zf.writestr("bob_late_whatever.ipynb", correct)  # renamed
         zf.writestr(f"cem/{ASSIGNMENT}/{NOTEBOOK}", correct)  # folders inside the zip
         zf.writestr(f"../../escape_{NOTEBOOK}", correct)  # trying to leave the staging
@@ -158,10 +173,13 @@ def test_tampered_cells_are_named_and_unknown_grade_ids_repaired(tmp_path, noteb
     cell(nb, "test_memory_cell_step").source = "pass"
     cell(nb, "test_run_memory_cell").metadata.nbgrader["grade_id"] = "my_test"
     nb.cells = [
-        c for c in nb.cells
+        c
+        for c in nb.cells
         if c.metadata.get("nbgrader", {}).get("grade_id") != "test_predict_every_step"
     ]
-    duplicate = copy.deepcopy(cell(notebooks["release"], "setup"))  # a locked cell twice
+    duplicate = copy.deepcopy(
+        cell(notebooks["release"], "setup")
+    )  # a locked cell twice
     duplicate.id = "setup-again"
     nb.cells.append(duplicate)
     root = tmp_path / "submitted"
@@ -176,8 +194,10 @@ def test_tampered_cells_are_named_and_unknown_grade_ids_repaired(tmp_path, noteb
     ]
     # (nbgrader 0.9.6 would crash on my_test)
     repaired = nbformat.read(submission.files[NOTEBOOK], as_version=4)
-    assert all(c.metadata.get("nbgrader", {}).get("grade_id") != "my_test"
-               for c in repaired.cells)
+    assert all(
+        c.metadata.get("nbgrader", {}).get("grade_id") != "my_test"
+        for c in repaired.cells
+    )
 
 
 def test_an_unmodified_release_is_not_tampered(tmp_path, notebooks):
@@ -194,7 +214,7 @@ def _json(nb) -> dict:
 
 
 def _changed(change):
-    """A case: the release's JSON, changed by ``change(data)`` (returns bytes or None)."""
+    """A case: the release's JSON changed by ``change(data)`` (may return bytes)."""
 
     def make(release) -> bytes:
         data = _json(release)
@@ -223,21 +243,31 @@ MALFORMED_NOTEBOOKS = {
     # (what the student's file holds, a piece of the row's message)
     "cell metadata a list": (_set(("cells", 1, "metadata"), []), "cells[1].metadata"),
     "nbgrader metadata a string": (
-        _set(("cells", 1, "metadata", "nbgrader"), "x"), "nbgrader metadata"),
+        _set(("cells", 1, "metadata", "nbgrader"), "x"),
+        "nbgrader metadata",
+    ),
     "grade id a number": (
-        _set(("cells", 4, "metadata", "nbgrader", "grade_id"), 7), "nbgrader metadata"),
+        _set(("cells", 4, "metadata", "nbgrader", "grade_id"), 7),
+        "nbgrader metadata",
+    ),
     "grade id a list": (
         _set(("cells", 4, "metadata", "nbgrader", "grade_id"), ["a"]),
-        "nbgrader metadata"),
+        "nbgrader metadata",
+    ),
     "schema version a string": (
         _set(("cells", 4, "metadata", "nbgrader", "schema_version"), "3"),
-        "nbgrader metadata"),
+        "nbgrader metadata",
+    ),
     "points negative": (
-        _set(("cells", 4, "metadata", "nbgrader", "points"), -4), "nbgrader metadata"),
+        _set(("cells", 4, "metadata", "nbgrader", "points"), -4),
+        "nbgrader metadata",
+    ),
     "source a number": (_set(("cells", 3, "source"), 5), "cells[3].source"),
     "outputs an object": (_set(("cells", 3, "outputs"), {}), "cells[3].outputs"),
     "execution count a string": (
-        _set(("cells", 3, "execution_count"), "1"), "cells[3]"),
+        _set(("cells", 3, "execution_count"), "1"),
+        "cells[3]",
+    ),
     "no cells": (_changed(lambda data: data.pop("cells")), "no list of cells"),
     "cells an object": (_set(("cells",), {}), "no list of cells"),
     "a cell that is a string": (_set(("cells", 0), "x"), "cells[0] is not an object"),
@@ -245,25 +275,40 @@ MALFORMED_NOTEBOOKS = {
     "metadata a list": (_set(("metadata",), []), "metadata"),
     "duplicated key": (
         _text(lambda text: text.replace('"cells": [', '"cells": [], "cells": [', 1)),
-        "twice"),
+        "twice",
+    ),
     "nested 100000 levels": (
         _text(lambda text: text[:-1] + ', "x": ' + "[" * 100000 + "]" * 100000 + "}"),
-        "levels deep"),
+        "levels deep",
+    ),
     "nested 300 levels in cell metadata": (
-        _text(lambda text: text.replace('"metadata": {', '"metadata": {"x": '
-                                        + NESTED_300 + ", ", 1)),
-        "levels deep"),
+        _text(
+            lambda text: text.replace(
+                '"metadata": {', '"metadata": {"x": ' + NESTED_300 + ", ", 1
+            )
+        ),
+        "levels deep",
+    ),
     "an integer of 5000 digits": (
-        _text(lambda text: text[:-1] + ', "x": ' + "9" * 5000 + "}"), "is not JSON"),
+        _text(lambda text: text[:-1] + ', "x": ' + "9" * 5000 + "}"),
+        "is not JSON",
+    ),
     "NaN": (_text(lambda text: text[:-1] + ', "x": NaN}'), "NaN"),
     "a float too large": (_text(lambda text: text[:-1] + ', "x": 1e999}'), "too large"),
-    "not UTF-8": (lambda release: to_bytes(release).replace(b"memory", b"\xff", 1),
-                  "not UTF-8"),
-    "UTF-16": (lambda release: to_bytes(release).decode().encode("utf-16"), "not UTF-8"),
+    "not UTF-8": (
+        lambda release: to_bytes(release).replace(b"memory", b"\xff", 1),
+        "not UTF-8",
+    ),
+    "UTF-16": (
+        lambda release: to_bytes(release).decode().encode("utf-16"),
+        "not UTF-8",
+    ),
     "nbformat 3": (_set(("nbformat",), 3), "nbformat 4"),
     "nbformat a string": (_set(("nbformat",), "4"), "not a notebook"),
     "nbformat_minor missing": (
-        _changed(lambda data: data.pop("nbformat_minor")), "nbformat 4"),
+        _changed(lambda data: data.pop("nbformat_minor")),
+        "nbformat 4",
+    ),
     "a list, not an object": (lambda release: b"[]", "not a notebook"),
     "empty file": (lambda release: b"", "is not JSON"),
 }
@@ -271,7 +316,8 @@ MALFORMED_NOTEBOOKS = {
 
 @pytest.mark.parametrize("case", sorted(MALFORMED_NOTEBOOKS))
 def test_a_malformed_notebook_is_its_students_row_and_the_others_are_checked(
-        tmp_path, notebooks, case):
+    tmp_path, notebooks, case
+):
     make, expected = MALFORMED_NOTEBOOKS[case]
     root = tmp_path / "submitted"
     write(root / "ann" / NOTEBOOK, to_bytes(notebooks["correct"]))
@@ -292,14 +338,17 @@ def test_nesting_is_counted_without_recursion_and_ignores_strings():
 
 
 def test_missing_and_duplicated_cell_ids_are_repaired_the_same_way_every_time(
-        tmp_path, notebooks):
+    tmp_path, notebooks
+):
     data = _json(notebooks["correct"])
     del data["cells"][0]["id"]
     data["cells"][2]["id"] = data["cells"][1]["id"]
     root = tmp_path / "submitted"
     write(root / "ann" / NOTEBOOK, json.dumps(data).encode())
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # nbformat would warn, and repair with random ids
+        warnings.simplefilter(
+            "error"
+        )  # nbformat would warn, and repair with random ids
         first = collect(root, notebooks, tmp_path / "first")["ann"]
         second = collect(root, notebooks, tmp_path / "second")["ann"]
     assert first.status is None and first.tampered == []
@@ -315,16 +364,19 @@ FLAT = f"mal_123_{NOTEBOOK}"
 
 def _with_mal(notebooks, members: list[tuple[str, bytes]], deflate=True) -> bytes:
     correct = to_bytes(notebooks["correct"])
-    return build_zip([(f"ann_1_{NOTEBOOK}", correct), *members,
-                      (f"zed_1_{NOTEBOOK}", correct)], deflate)
+    return build_zip(
+        [(f"ann_1_{NOTEBOOK}", correct), *members, (f"zed_1_{NOTEBOOK}", correct)],
+        deflate,
+    )
 
 
 def _bomb(notebooks, lie: bool) -> bytes:
     """mal's member: 64 MiB of zeros (three times the limit per file) in 64 kB, its
     header telling the truth or claiming 1000 bytes."""
     size = 64 << 20
-    bomb = zip_with_raw_member(FLAT, deflate_bomb(64), 1000 if lie else size,
-                               zlib.crc32(bytes(size)))
+    bomb = zip_with_raw_member(
+        FLAT, deflate_bomb(64), 1000 if lie else size, zlib.crc32(bytes(size))
+    )
     return concatenated(bomb, _with_mal(notebooks, []))
 
 
@@ -345,53 +397,95 @@ def _release(notebooks) -> bytes:
 DAMAGED_ARCHIVES = {
     # (the archive, mal's status (None: graded), a piece of mal's message)
     "checksum wrong": (
-        lambda nbs: patch(_with_mal(nbs, [(FLAT, _release(nbs))]), FLAT,
-                          crc=lambda old: old ^ 1),
-        report.INVALID_ARCHIVE, "Bad CRC-32"),
+        lambda nbs: patch(
+            _with_mal(nbs, [(FLAT, _release(nbs))]), FLAT, crc=lambda old: old ^ 1
+        ),
+        report.INVALID_ARCHIVE,
+        "Bad CRC-32",
+    ),
     "deflated data damaged": (
         lambda nbs: damage_data(_with_mal(nbs, [(FLAT, _release(nbs))]), FLAT),
-        report.INVALID_ARCHIVE, "cannot be read"),
+        report.INVALID_ARCHIVE,
+        "cannot be read",
+    ),
     "stored data damaged": (
         lambda nbs: damage_data(_with_mal(nbs, [(FLAT, _release(nbs))], False), FLAT),
-        report.INVALID_ARCHIVE, "cannot be read"),
+        report.INVALID_ARCHIVE,
+        "cannot be read",
+    ),
     "declared size too small": (
-        lambda nbs: patch(_with_mal(nbs, [(FLAT, _release(nbs))]), FLAT,
-                          central_only=True, file_size=100),
-        report.INVALID_ARCHIVE, "cannot be read"),
+        lambda nbs: patch(
+            _with_mal(nbs, [(FLAT, _release(nbs))]),
+            FLAT,
+            central_only=True,
+            file_size=100,
+        ),
+        report.INVALID_ARCHIVE,
+        "cannot be read",
+    ),
     "declared sizes huge, data intact": (  # read by its data: the header is not trusted
-        lambda nbs: patch(_with_mal(nbs, [(FLAT, _release(nbs))]), FLAT,
-                          central_only=True, file_size=0xFFFFFFF0,
-                          compressed_size=0xFFFFFFF0),
-        None, ""),
+        lambda nbs: patch(
+            _with_mal(nbs, [(FLAT, _release(nbs))]),
+            FLAT,
+            central_only=True,
+            file_size=0xFFFFFFF0,
+            compressed_size=0xFFFFFFF0,
+        ),
+        None,
+        "",
+    ),
     "encrypted": (
-        lambda nbs: patch(_with_mal(nbs, [(FLAT, _release(nbs))]), FLAT,
-                          flags=lambda old: old | 1),
-        report.INVALID_ARCHIVE, "encrypted"),
+        lambda nbs: patch(
+            _with_mal(nbs, [(FLAT, _release(nbs))]), FLAT, flags=lambda old: old | 1
+        ),
+        report.INVALID_ARCHIVE,
+        "encrypted",
+    ),
     "an unknown compression method": (
         lambda nbs: patch(_with_mal(nbs, [(FLAT, _release(nbs))]), FLAT, method=99),
-        report.INVALID_ARCHIVE, "method 99"),
+        report.INVALID_ARCHIVE,
+        "method 99",
+    ),
     "bzip2 (whose output is not bounded)": (
-        _bzip2_member, report.INVALID_ARCHIVE, "method 12"),
+        _bzip2_member,
+        report.INVALID_ARCHIVE,
+        "method 12",
+    ),
     "the same member twice": (
         lambda nbs: _with_mal(nbs, [(FLAT, _release(nbs)), (FLAT, _release(nbs))]),
-        report.INVALID_ARCHIVE, "two members"),
+        report.INVALID_ARCHIVE,
+        "two members",
+    ),
     "two members for one notebook": (
-        lambda nbs: _with_mal(nbs, [(FLAT, _release(nbs)),
-                                    (f"mal_late_{NOTEBOOK}", _release(nbs))]),
-        report.INVALID_ARCHIVE, "two members"),
+        lambda nbs: _with_mal(
+            nbs, [(FLAT, _release(nbs)), (f"mal_late_{NOTEBOOK}", _release(nbs))]
+        ),
+        report.INVALID_ARCHIVE,
+        "two members",
+    ),
     "a member climbing out of its folder": (
         lambda nbs: _with_mal(nbs, [(f"mal/{ASSIGNMENT}/../../x.py", b"")]),
-        report.INVALID_ARCHIVE, "climbs out"),
+        report.INVALID_ARCHIVE,
+        "climbs out",
+    ),
     "a deflate bomb": (lambda nbs: _bomb(nbs, lie=False), report.INVALID, "too large"),
     "a deflate bomb whose header lies": (
-        lambda nbs: _bomb(nbs, lie=True), report.INVALID_ARCHIVE, "cannot be read"),
+        lambda nbs: _bomb(nbs, lie=True),
+        report.INVALID_ARCHIVE,
+        "cannot be read",
+    ),
     "more than 100 files": (
         lambda nbs: _with_mal(nbs, [(f"mal/f{i}.txt", b"x") for i in range(101)]),
-        report.INVALID, "too large"),
+        report.INVALID,
+        "too large",
+    ),
     "more than 50 MiB in all": (
-        lambda nbs: _with_mal(nbs, [(f"mal/f{i}.bin", bytes(15 << 20))
-                                    for i in range(4)]),
-        report.INVALID, "too large"),
+        lambda nbs: _with_mal(
+            nbs, [(f"mal/f{i}.bin", bytes(15 << 20)) for i in range(4)]
+        ),
+        report.INVALID,
+        "too large",
+    ),
 }
 
 
@@ -403,10 +497,14 @@ def test_a_damaged_archive_member_is_its_students_row(tmp_path, notebooks, case)
     found = collect(archive, notebooks, tmp_path)
     assert sorted(found) == ["ann", "mal", "zed"]
     assert found["ann"].status is None and found["zed"].status is None
-    assert found["mal"].status == status and expected in found["mal"].message, (
-        found["mal"].message)
-    staged = sum(path.stat().st_size for path in (tmp_path / "staging").rglob("*")
-                 if path.is_file())
+    assert found["mal"].status == status and expected in found["mal"].message, found[
+        "mal"
+    ].message
+    staged = sum(
+        path.stat().st_size
+        for path in (tmp_path / "staging").rglob("*")
+        if path.is_file()
+    )
     assert staged < 2 * len(to_bytes(notebooks["correct"])) + (51 << 20)
 
 
@@ -421,20 +519,29 @@ WHOLE_ARCHIVE_PROBLEMS = {
     "cut in half": (lambda nbs: _with_mal(nbs, [])[:200], {}),
     "central directory damaged": (_central_directory_damaged, {}),
     "a name marked UTF-8 that is not": (
-        lambda nbs: rename(_with_mal(nbs, [(FLAT, b"{}")]), FLAT,
-                           b"mal_123_\xff" + FLAT.encode()[9:], utf8_flag=True), {}),
+        lambda nbs: rename(
+            _with_mal(nbs, [(FLAT, b"{}")]),
+            FLAT,
+            b"mal_123_\xff" + FLAT.encode()[9:],
+            utf8_flag=True,
+        ),
+        {},
+    ),
     "too many members": (
         lambda nbs: _with_mal(nbs, [(f"s{i}/x.txt", b"") for i in range(10)]),
-        {"MAX_ZIP_MEMBERS": 5}),
+        {"MAX_ZIP_MEMBERS": 5},
+    ),
     "too much data": (
         lambda nbs: _with_mal(nbs, [(f"s{i}/x.bin", bytes(1 << 20)) for i in range(3)]),
-        {"MAX_ZIP_BYTES": 2 << 20}),
+        {"MAX_ZIP_BYTES": 2 << 20},
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(WHOLE_ARCHIVE_PROBLEMS))
 def test_an_archive_that_cannot_be_read_as_a_whole_is_refused_with_a_reason(
-        tmp_path, notebooks, monkeypatch, case):
+    tmp_path, notebooks, monkeypatch, case
+):
     make, limits = WHOLE_ARCHIVE_PROBLEMS[case]
     for name, value in limits.items():
         monkeypatch.setattr(intake, name, value)
@@ -448,19 +555,28 @@ def test_an_archive_that_cannot_be_read_as_a_whole_is_refused_with_a_reason(
 # --- odd names and identities --------------------------------------------------------
 
 HOSTILE_IDS = [
-    "Ann", "ann",  # the same id to a person, and to a case-insensitive file system
-    "a b", "a_b",  # the same after replacing what cannot be in a file name
-    "\u00e1ine", "a\u0301ine",  # the same text, NFC and NFD
+    "Ann",
+    "ann",  # the same id to a person, and to a case-insensitive file system
+    "a b",
+    "a_b",  # the same after replacing what cannot be in a file name
+    "\u00e1ine",
+    "a\u0301ine",  # the same text, NFC and NFD
     "\u0430nn",  # Cyrillic a
     "\uff41nn",  # fullwidth a
-    "eve\x1b[2J", "eve\u202e", "eve\x07", "eve\r", "eve\u200b",  # unprintable
+    "eve\x1b[2J",
+    "eve\u202e",
+    "eve\x07",
+    "eve\r",
+    "eve\u200b",  # unprintable
     os.fsdecode(b"eve\xff"),  # not UTF-8
     "x" * 150,  # too long
     "zed",
 ]
 
 
-def test_identities_are_unique_printable_and_refused_when_ambiguous(tmp_path, notebooks):
+def test_identities_are_unique_printable_and_refused_when_ambiguous(
+    tmp_path, notebooks
+):
     root = tmp_path / "submitted"
     for student in HOSTILE_IDS:
         write(root / student / NOTEBOOK, to_bytes(notebooks["correct"]))
@@ -498,13 +614,21 @@ def test_with_a_roster_the_roster_says_which_id_is_the_student(tmp_path, noteboo
 def test_a_flat_zip_with_ids_that_differ_only_in_case(tmp_path, notebooks):
     correct = to_bytes(notebooks["correct"])
     archive = tmp_path / "export.zip"
-    archive.write_bytes(build_zip([(f"Ann_1_{NOTEBOOK}", correct),
-                                   (f"ann_2_{NOTEBOOK}", correct),
-                                   (f"zed_3_{NOTEBOOK}", correct)]))
+    archive.write_bytes(
+        build_zip(
+            [
+                (f"Ann_1_{NOTEBOOK}", correct),
+                (f"ann_2_{NOTEBOOK}", correct),
+                (f"zed_3_{NOTEBOOK}", correct),
+            ]
+        )
+    )
     found = collect(archive, notebooks, tmp_path)
     assert found["zed"].status is None
     assert sorted(row.status for name, row in found.items() if name != "zed") == [
-        report.UNKNOWN, report.UNKNOWN]
+        report.UNKNOWN,
+        report.UNKNOWN,
+    ]
 
 
 def test_files_with_unprintable_names_are_ignored_and_named(tmp_path, notebooks):
@@ -522,7 +646,9 @@ def test_files_with_unprintable_names_are_ignored_and_named(tmp_path, notebooks)
         assert "files ignored" in found[student].message
         assert not unprintable(found[student].message)
     assert "\\x1b[2Jans\\u202ewers.ipynb" in found["bob"].message
-    assert found["dan"].status is None and found["dan"].renamed_from == "caf\u00e9.ipynb"
+    assert (
+        found["dan"].status is None and found["dan"].renamed_from == "caf\u00e9.ipynb"
+    )
 
 
 def test_odd_member_names_in_a_zip(tmp_path, notebooks):
@@ -537,8 +663,12 @@ def test_odd_member_names_in_a_zip(tmp_path, notebooks):
         (f"hal_1_{NOTEBOOK}", correct),
     ]
     data = build_zip(members)
-    data = rename(data, f"hal_1_{NOTEBOOK}", f"h\x81l_1_{NOTEBOOK}".encode("latin-1"),
-                  utf8_flag=False)  # a byte that is not UTF-8 (read as cp437)
+    data = rename(
+        data,
+        f"hal_1_{NOTEBOOK}",
+        f"h\x81l_1_{NOTEBOOK}".encode("latin-1"),
+        utf8_flag=False,
+    )  # a byte that is not UTF-8 (read as cp437)
     archive = tmp_path / "export.zip"
     archive.write_bytes(data)
     found = collect(archive, notebooks, tmp_path)
@@ -560,8 +690,16 @@ HOSTILE_TEXT = "ok \x1b[2J\x1b]0;owned\x07 \r\u202eevil\u200b \udcff end\n2nd li
 
 def test_nothing_unprintable_reaches_the_table_the_feedback_or_the_log(tmp_path):
     part = report.PartFeedback("test_x", HOSTILE_TEXT, 0.0, 1.0, HOSTILE_TEXT)
-    row = report.Row("ann", ASSIGNMENT, report.GRADED, HOSTILE_TEXT, 0.0, 1.0, [part],
-                     log=HOSTILE_TEXT)
+    row = report.Row(
+        "ann",
+        ASSIGNMENT,
+        report.GRADED,
+        HOSTILE_TEXT,
+        0.0,
+        1.0,
+        [part],
+        log=HOSTILE_TEXT,
+    )
     folder = report.OutputFolder(tmp_path / "out")
     folder.save(row)
     table = folder.write_table([row], ["test_x"]).read_text(encoding="utf-8")
