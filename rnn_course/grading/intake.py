@@ -238,6 +238,7 @@ def _row_names(raw_ids: list[str], roster: list[str] | None) -> dict[str, tuple]
     valid = [raw for raw in raw_ids if STUDENT_ID.fullmatch(raw)]
     groups = _by_key(valid)
     in_roster = {student.lower(): student for student in roster or []}
+    roster = None if roster is None else set(roster)
     names: dict[str, tuple] = {}
     for raw in raw_ids:
         twins = [other for other in groups.get(raw.lower(), []) if other != raw]

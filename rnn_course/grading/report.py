@@ -26,29 +26,26 @@ from pathlib import Path
 GRADED = "graded"
 # graded; test or locked cells were edited/deleted and restored
 TAMPERED = "tampered cells restored"
-RENAMED = "renamed notebook"  # graded; the only notebook found had another name
-TIMED_OUT_CELL = (
-    "timed out (cell)"  # graded; a cell or a test of a part ran out of time
-)
+# graded; the only notebook found had another name
+RENAMED = "renamed notebook"
+# graded; a cell or a test of a part ran out of time
+TIMED_OUT_CELL = "timed out (cell)"
 # the whole submission ran out of time; parts graded before count
 TIMED_OUT_SUBMISSION = "timed out (submission)"
 # the kernel ended (os._exit, a crash, a CPU limit); parts graded before count
 KERNEL_DIED = "kernel died"
-OUT_OF_MEMORY = "out of memory"  # the notebook hit the memory limit
-INVALID = (
-    "invalid notebook"  # not a readable notebook (not JSON, wrong format, too large): 0
-)
-INVALID_ARCHIVE = (
-    "invalid archive"  # the zip's member(s) of this student cannot be read: 0
-)
-MISSING = (
-    "missing notebook"  # no notebook (or several, none with the assignment's name): 0
-)
+# the notebook hit the memory limit
+OUT_OF_MEMORY = "out of memory"
+# not a valid notebook (not JSON, not nbformat 4, bad nbgrader metadata, too large): 0
+INVALID = "invalid notebook"
+# this student's member(s) of the zip cannot be read (checksum, encrypted, ...): 0
+INVALID_ARCHIVE = "invalid archive"
+# no notebook (or several, none with the assignment's name): 0
+MISSING = "missing notebook"
 # not in the roster, not a valid student id, or ids differing in case: no score
 UNKNOWN = "unknown student"
-GRADER_ERROR = (
-    "grader error"  # the grader itself failed on this submission: nothing was recorded
-)
+# the grader itself failed on this submission: nothing was recorded
+GRADER_ERROR = "grader error"
 
 STATUSES = (
     GRADED,
