@@ -45,7 +45,7 @@ from malformed import (
 from rnn_course.grading import intake, report
 
 VARIANTS = 300
-GRADED_VALID = 4  # schema-valid variants that run a kernel in the grading run
+GRADED_VALID = 3  # schema-valid variants that run a kernel in the grading run
 ESCAPES = """import os, sys
 os.write(2, b"\\x1b[2J\\x1b]0;owned\\x07")
 print("\\x1b[31mred\\u202eevil\\r", file=sys.stderr)
