@@ -258,11 +258,11 @@ def run(args) -> int:
     try:
         summary = grade(options)
     except (GradingError, SandboxError, confinement.ConfinementError, ValueError) as error:
-        print(f"rnn-course grade: {error}", file=sys.stderr)
+        print(f"rnn-course grade: {report.printable(str(error))}", file=sys.stderr)
         return 2
     counts = ", ".join(f"{count} {status}" for status, count in sorted(summary.counts.items()))
     print(f"{len(summary.rows)} submissions: {counts}")
     print("limits: " + "; ".join(summary.enforcement))
-    print(f"grade table: {summary.table}")
-    print(f"feedback: {summary.output / 'feedback'}")
+    print(f"grade table: {report.printable(str(summary.table))}")
+    print(f"feedback: {report.printable(str(summary.output / 'feedback'))}")
     return 1 if summary.grader_errors else 0
