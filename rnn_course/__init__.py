@@ -26,4 +26,11 @@ from .device import get_device, make_deterministic, seed_everything
 from .rnn import ScratchRNN
 
 __version__ = "0.1.0"
-__all__ = ["MemoryCell", "ScratchRNN", "get_device", "make_deterministic", "rnn_cell_step", "seed_everything"]
+__all__ = [
+    "MemoryCell",
+    "ScratchRNN",
+    "get_device",
+    "make_deterministic",
+    "rnn_cell_step",
+    "seed_everything",
+]

@@ -63,8 +63,16 @@ FLOAT32_RTOL = 1e-4
 """Relative tolerance for the same: float32 keeps ~7 digits, a few operations lose one or two."""
 
 _PLAIN_DTYPES = {
-    torch.float16, torch.bfloat16, torch.float32, torch.float64,
-    torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool,
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.bool,
 }
 _PLAIN_SCALARS = (float, int, bool)
 
@@ -120,9 +128,14 @@ class ReferenceUsedError(RuntimeError):
 # Reading a student's value
 # ---------------------------------------------------------------------------------------------
 
+
 def _describe(value) -> str:
     kind = _type(value)
-    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return (
+        kind.__name__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
 
 
 def _check_plain_nested(value, what: str, depth: int = 0) -> None:
@@ -134,7 +147,9 @@ def _check_plain_nested(value, what: str, depth: int = 0) -> None:
         for item in value:
             _check_plain_nested(item, what, depth + 1)
         return
-    raise CheckFailed(f"{what} must be a torch.Tensor (or plain numbers); it holds a {_describe(value)}")
+    raise CheckFailed(
+        f"{what} must be a torch.Tensor (or plain numbers); it holds a {_describe(value)}"
+    )
 
 
 def as_plain_tensor(value, what: str = "the result") -> torch.Tensor:
@@ -147,30 +162,46 @@ def as_plain_tensor(value, what: str = "the result") -> torch.Tensor:
     """
     kind = _type(value)
     if value is None:
-        raise CheckFailed(f"{what} is None: did the function forget to `return` its result?")
+        raise CheckFailed(
+            f"{what} is None: did the function forget to `return` its result?"
+        )
     if kind is torch.Tensor or kind is torch.nn.Parameter:
         tensor = _detach(value)
     elif _isinstance(value, torch.Tensor):
-        raise CheckFailed(f"{what} is a {_describe(value)}, a subclass of torch.Tensor; "
-                          "return a plain torch.Tensor")
-    elif kind is np.ndarray or (_isinstance(value, np.generic) and kind.__module__ == "numpy"):
+        raise CheckFailed(
+            f"{what} is a {_describe(value)}, a subclass of torch.Tensor; "
+            "return a plain torch.Tensor"
+        )
+    elif kind is np.ndarray or (
+        _isinstance(value, np.generic) and kind.__module__ == "numpy"
+    ):
         if value.dtype.kind not in "fiub":
-            raise CheckFailed(f"{what} has NumPy dtype {value.dtype}; expected real numbers")
+            raise CheckFailed(
+                f"{what} has NumPy dtype {value.dtype}; expected real numbers"
+            )
         tensor = _as_tensor(np.array(value, copy=True))
     else:
         _check_plain_nested(value, what)
         try:
-            tensor = _as_tensor(value, dtype=torch.float64 if _contains_float(value) else None)
+            tensor = _as_tensor(
+                value, dtype=torch.float64 if _contains_float(value) else None
+            )
         except (TypeError, ValueError, RuntimeError) as error:
             raise CheckFailed(f"{what} could not be read as numbers: {error}") from None
     if _type(tensor) is not torch.Tensor:
         raise CheckFailed(f"{what} is not a plain torch.Tensor")
     if tensor.layout != torch.strided or tensor.is_quantized:
-        raise CheckFailed(f"{what} must be an ordinary dense tensor, got layout {tensor.layout}")
+        raise CheckFailed(
+            f"{what} must be an ordinary dense tensor, got layout {tensor.layout}"
+        )
     if tensor.is_meta:
-        raise CheckFailed(f"{what} is on the 'meta' device: it has a shape but no values")
+        raise CheckFailed(
+            f"{what} is on the 'meta' device: it has a shape but no values"
+        )
     if tensor.dtype not in _PLAIN_DTYPES:
-        raise CheckFailed(f"{what} has dtype {tensor.dtype}; expected real numbers (e.g. float32)")
+        raise CheckFailed(
+            f"{what} has dtype {tensor.dtype}; expected real numbers (e.g. float32)"
+        )
     plain = _clone(_to(tensor, device="cpu"), memory_format=torch.contiguous_format)
     return plain.resolve_conj().resolve_neg()
 
@@ -208,6 +239,7 @@ def _message(headline: str, hint: str | None) -> str:
 # Shapes, types, devices
 # ---------------------------------------------------------------------------------------------
 
+
 def check_type(value, what: str, hint: str | None = None) -> torch.Tensor:
     """Check that ``value`` is a real tensor (see :func:`as_plain_tensor`) and return the CPU copy."""
     try:
@@ -216,8 +248,13 @@ def check_type(value, what: str, hint: str | None = None) -> torch.Tensor:
         raise CheckFailed(_message(str(error), hint)) from None
 
 
-def check_shape(actual, expected_shape: Sequence[int], what: str, hint: str | None = None,
-                alternatives: Mapping[str, Sequence[int]] | None = None) -> torch.Tensor:
+def check_shape(
+    actual,
+    expected_shape: Sequence[int],
+    what: str,
+    hint: str | None = None,
+    alternatives: Mapping[str, Sequence[int]] | None = None,
+) -> torch.Tensor:
     """Check the shape of ``actual``; returns it as a plain CPU tensor.
 
     ``alternatives`` maps a message to a wrong shape that a known mistake produces, e.g.
@@ -238,38 +275,57 @@ def check_shape(actual, expected_shape: Sequence[int], what: str, hint: str | No
     if sorted(got) == sorted(expected) and _len(got) > 1:
         headline += " The sizes are right but in another order: are two dimensions swapped or transposed?"
     elif [s for s in got if s != 1] == [s for s in expected if s != 1]:
-        headline += (" Only a dimension of size 1 differs: a missing or extra unsqueeze/squeeze, "
-                     "or keepdim?")
+        headline += (
+            " Only a dimension of size 1 differs: a missing or extra unsqueeze/squeeze, "
+            "or keepdim?"
+        )
     raise CheckFailed(_message(headline, hint))
 
 
-def check_dtype(actual, expected_dtype: torch.dtype, what: str, hint: str | None = None) -> None:
+def check_dtype(
+    actual, expected_dtype: torch.dtype, what: str, hint: str | None = None
+) -> None:
     """Check that ``actual`` is a tensor of ``expected_dtype`` (e.g. the dtype of the inputs)."""
     if _type(actual) not in (torch.Tensor, torch.nn.Parameter):
         check_type(actual, what, hint)  # refuses fakes with the usual message
-        raise CheckFailed(_message(f"{what} must be a torch.Tensor, got {_describe(actual)}", hint))
+        raise CheckFailed(
+            _message(f"{what} must be a torch.Tensor, got {_describe(actual)}", hint)
+        )
     if actual.dtype != expected_dtype:
-        raise CheckFailed(_message(
-            f"{what} has dtype {actual.dtype}, expected {expected_dtype} (the dtype of the inputs).",
-            hint or "create new tensors with the inputs' dtype, e.g. torch.zeros(..., dtype=x.dtype) "
-                    "or x.new_zeros(...)"))
+        raise CheckFailed(
+            _message(
+                f"{what} has dtype {actual.dtype}, expected {expected_dtype} (the dtype of the inputs).",
+                hint
+                or "create new tensors with the inputs' dtype, e.g. torch.zeros(..., dtype=x.dtype) "
+                "or x.new_zeros(...)",
+            )
+        )
 
 
-def check_device(actual, expected_device: torch.device | str, what: str, hint: str | None = None) -> None:
+def check_device(
+    actual, expected_device: torch.device | str, what: str, hint: str | None = None
+) -> None:
     """Check that ``actual`` is a tensor on ``expected_device`` (the device of the inputs)."""
     if _type(actual) not in (torch.Tensor, torch.nn.Parameter):
         check_type(actual, what, hint)
-        raise CheckFailed(_message(f"{what} must be a torch.Tensor, got {_describe(actual)}", hint))
+        raise CheckFailed(
+            _message(f"{what} must be a torch.Tensor, got {_describe(actual)}", hint)
+        )
     expected_device = torch.device(expected_device)
     if actual.device.type != expected_device.type:
-        raise CheckFailed(_message(
-            f"{what} is on {actual.device}, but the inputs were on {expected_device}.",
-            hint or "create new tensors on the inputs' device, e.g. torch.zeros(..., device=x.device)"))
+        raise CheckFailed(
+            _message(
+                f"{what} is on {actual.device}, but the inputs were on {expected_device}.",
+                hint
+                or "create new tensors on the inputs' device, e.g. torch.zeros(..., device=x.device)",
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Values
 # ---------------------------------------------------------------------------------------------
+
 
 def relative_error(actual, expected) -> float:
     """CS231n's relative error ``max(|x - y| / max(1e-8, |x| + |y|))``, computed in float64 on the CPU.
@@ -290,16 +346,25 @@ def relative_error(actual, expected) -> float:
     return worst
 
 
-def _all_close(actual: list[float], expected: list[float], atol: float, rtol: float) -> bool:
+def _all_close(
+    actual: list[float], expected: list[float], atol: float, rtol: float
+) -> bool:
     for a, e in zip(actual, expected):
         if not (_abs(a - e) <= atol + rtol * _abs(e)):  # False for NaN
             return False
     return True
 
 
-def check_close(actual, expected, what: str, atol: float = FLOAT32_ATOL, rtol: float = FLOAT32_RTOL,
-                hint: str | None = None, alternatives: Mapping[str, object] | None = None,
-                shape_alternatives: Mapping[str, Sequence[int]] | None = None) -> None:
+def check_close(
+    actual,
+    expected,
+    what: str,
+    atol: float = FLOAT32_ATOL,
+    rtol: float = FLOAT32_RTOL,
+    hint: str | None = None,
+    alternatives: Mapping[str, object] | None = None,
+    shape_alternatives: Mapping[str, Sequence[int]] | None = None,
+) -> None:
     """Check ``|actual - expected| <= atol + rtol·|expected|`` everywhere, in float64 on the CPU.
 
     ``alternatives`` maps a message to the value a known mistake would produce: when the student's
@@ -307,7 +372,9 @@ def check_close(actual, expected, what: str, atol: float = FLOAT32_ATOL, rtol: f
     ``hint`` is shown when no alternative matches. Shapes are checked first (see :func:`check_shape`).
     """
     expected_tensor = as_plain_tensor(expected, f"the expected {what}")
-    tensor = check_shape(actual, _shape(expected_tensor), what, hint, shape_alternatives)
+    tensor = check_shape(
+        actual, _shape(expected_tensor), what, hint, shape_alternatives
+    )
     got = _flat_floats(tensor)
     want = _flat_floats(expected_tensor)
     if _all_close(got, want, atol, rtol):
@@ -315,29 +382,58 @@ def check_close(actual, expected, what: str, atol: float = FLOAT32_ATOL, rtol: f
     bad = [i for i, v in enumerate(got) if not math.isfinite(v)]
     if bad:
         index = _unravel(bad[0], _shape(tensor))
-        raise CheckFailed(_message(
-            f"{what} contains {got[bad[0]]} (at index {index}); expected finite numbers.", hint))
+        raise CheckFailed(
+            _message(
+                f"{what} contains {got[bad[0]]} (at index {index}); expected finite numbers.",
+                hint,
+            )
+        )
     worst = _max(range(_len(got)), key=lambda i: _abs(got[i] - want[i]))
     index = _unravel(worst, _shape(tensor)) if _shape(tensor) else ()
     where = f" at index {index}" if index else ""
-    headline = (f"{what} is wrong: the largest difference is {_abs(got[worst] - want[worst]):.3g}{where} "
-                f"(got {got[worst]:.6g}, expected {want[worst]:.6g}).")
+    headline = (
+        f"{what} is wrong: the largest difference is {_abs(got[worst] - want[worst]):.3g}{where} "
+        f"(got {got[worst]:.6g}, expected {want[worst]:.6g})."
+    )
     for message, wrong in (alternatives or {}).items():
         wrong_tensor = as_plain_tensor(wrong, f"the alternative {message!r}")
-        if _shape(wrong_tensor) == _shape(tensor) and _all_close(got, _flat_floats(wrong_tensor), atol, rtol):
+        if _shape(wrong_tensor) == _shape(tensor) and _all_close(
+            got, _flat_floats(wrong_tensor), atol, rtol
+        ):
             headline = f"Likely mistake: {message}\n  {headline}"
             raise CheckFailed(_message(headline, hint))
     raise CheckFailed(_message(headline, hint))
 
 
-def check_scalar(actual, expected: float, what: str, atol: float = FLOAT32_ATOL, rtol: float = FLOAT32_RTOL,
-                 hint: str | None = None, alternatives: Mapping[str, float] | None = None) -> None:
+def check_scalar(
+    actual,
+    expected: float,
+    what: str,
+    atol: float = FLOAT32_ATOL,
+    rtol: float = FLOAT32_RTOL,
+    hint: str | None = None,
+    alternatives: Mapping[str, float] | None = None,
+) -> None:
     """Check a single number: a Python float, a NumPy scalar or a tensor with one element."""
     tensor = check_type(actual, what, hint)
     if tensor.numel() != 1:
-        raise CheckFailed(_message(f"{what} should be a single number, got shape {_shape(tensor)}.", hint))
-    check_close(tensor.reshape(()), torch.tensor(float(expected), dtype=torch.float64), what, atol, rtol, hint,
-                {message: torch.tensor(float(value)) for message, value in (alternatives or {}).items()})
+        raise CheckFailed(
+            _message(
+                f"{what} should be a single number, got shape {_shape(tensor)}.", hint
+            )
+        )
+    check_close(
+        tensor.reshape(()),
+        torch.tensor(float(expected), dtype=torch.float64),
+        what,
+        atol,
+        rtol,
+        hint,
+        {
+            message: torch.tensor(float(value))
+            for message, value in (alternatives or {}).items()
+        },
+    )
 
 
 def check_float(value, what: str) -> float:
@@ -357,13 +453,23 @@ def check_float(value, what: str) -> float:
     raise CheckFailed(f"Return a Python float: {what} returned {got}.\n  Hint: {hint}")
 
 
-def check_unchanged(before: torch.Tensor, after, what: str, hint: str | None = None) -> None:
+def check_unchanged(
+    before: torch.Tensor, after, what: str, hint: str | None = None
+) -> None:
     """Check that an input was not modified in place (pass a ``clone()`` taken before the call)."""
-    check_close(after, before, what, atol=0.0, rtol=0.0,
-                hint=hint or f"{what} was modified in place; compute into a new tensor instead")
+    check_close(
+        after,
+        before,
+        what,
+        atol=0.0,
+        rtol=0.0,
+        hint=hint or f"{what} was modified in place; compute into a new tensor instead",
+    )
 
 
-def check_raises(function: Callable[[], object], exception_types, what: str, hint: str | None = None) -> None:
+def check_raises(
+    function: Callable[[], object], exception_types, what: str, hint: str | None = None
+) -> None:
     """Check that ``function()`` raises one of ``exception_types`` (e.g. a ValueError on bad input)."""
     if not isinstance(exception_types, tuple):
         exception_types = (exception_types,)
@@ -375,9 +481,15 @@ def check_raises(function: Callable[[], object], exception_types, what: str, hin
     except NotImplementedError:
         raise
     except Exception as error:  # noqa: BLE001 (report what was raised instead)
-        raise CheckFailed(_message(f"{what}: expected {names}, but got {type(error).__name__}: {error}",
-                                   hint)) from None
-    raise CheckFailed(_message(f"{what}: expected {names}, but nothing was raised.", hint))
+        raise CheckFailed(
+            _message(
+                f"{what}: expected {names}, but got {type(error).__name__}: {error}",
+                hint,
+            )
+        ) from None
+    raise CheckFailed(
+        _message(f"{what}: expected {names}, but nothing was raised.", hint)
+    )
 
 
 @dataclasses.dataclass
@@ -391,7 +503,12 @@ class Term:
     alternatives: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
 
-def check_terms(terms: Iterable[Term], what: str, atol: float = FLOAT32_ATOL, rtol: float = FLOAT32_RTOL) -> None:
+def check_terms(
+    terms: Iterable[Term],
+    what: str,
+    atol: float = FLOAT32_ATOL,
+    rtol: float = FLOAT32_RTOL,
+) -> None:
     """Test a formula one term at a time, so the message can say which term is wrong.
 
     For hₜ = tanh(hₜ₋₁W_hᵀ + xₜW_xᵀ + b): first only b non-zero, then only xₜW_xᵀ, then only hₜ₋₁W_hᵀ.
@@ -402,18 +519,36 @@ def check_terms(terms: Iterable[Term], what: str, atol: float = FLOAT32_ATOL, rt
         except (CheckFailed, ReferenceUsedError, NotImplementedError):
             raise
         except Exception as error:  # noqa: BLE001 (name the term that crashed)
-            raise CheckFailed(f"with {term.name}, {what} raised {type(error).__name__}: {error}"
-                              + (f"\n  Hint: {term.hint}" if term.hint else "")) from error
-        check_close(actual, term.expected, f"{what} with {term.name}", atol, rtol, term.hint, term.alternatives)
+            raise CheckFailed(
+                f"with {term.name}, {what} raised {type(error).__name__}: {error}"
+                + (f"\n  Hint: {term.hint}" if term.hint else "")
+            ) from error
+        check_close(
+            actual,
+            term.expected,
+            f"{what} with {term.name}",
+            atol,
+            rtol,
+            term.hint,
+            term.alternatives,
+        )
 
 
-def check_accumulated(actual, per_step: Sequence[object], what: str, atol: float = FLOAT32_ATOL,
-                      rtol: float = FLOAT32_RTOL, hint: str | None = None) -> None:
+def check_accumulated(
+    actual,
+    per_step: Sequence[object],
+    what: str,
+    atol: float = FLOAT32_ATOL,
+    rtol: float = FLOAT32_RTOL,
+    hint: str | None = None,
+) -> None:
     """Check a gradient of a weight shared over time: the SUM of its per-step contributions.
 
     Recognises the classic mistakes: keeping only the last step's (or the first step's) contribution.
     """
-    steps = [as_plain_tensor(step, f"{what} at step {t}") for t, step in enumerate(per_step)]
+    steps = [
+        as_plain_tensor(step, f"{what} at step {t}") for t, step in enumerate(per_step)
+    ]
     if not steps:
         raise ValueError("per_step must hold at least one contribution")
     total = steps[0].double()
@@ -421,15 +556,20 @@ def check_accumulated(actual, per_step: Sequence[object], what: str, atol: float
         total = total + step.double()
     alternatives = {}
     if _len(steps) > 1:
-        alternatives["gradients overwritten instead of accumulated over time? A shared weight's gradient "
-                     "is the sum of every step's contribution (use +=)"] = steps[-1]
-        alternatives["only the first step's contribution kept? Add every step's contribution"] = steps[0]
+        alternatives[
+            "gradients overwritten instead of accumulated over time? A shared weight's gradient "
+            "is the sum of every step's contribution (use +=)"
+        ] = steps[-1]
+        alternatives[
+            "only the first step's contribution kept? Add every step's contribution"
+        ] = steps[0]
     check_close(actual, total, what, atol, rtol, hint, alternatives)
 
 
 # ---------------------------------------------------------------------------------------------
 # Devices to run on
 # ---------------------------------------------------------------------------------------------
+
 
 def exercise_setup(seed: int = 0) -> torch.device:
     """Prepare an exercise notebook's kernel; returns the device to run the visible tests on.
@@ -480,16 +620,22 @@ def _require_one_device(func, args, kwargs) -> None:
     leaves, _ = tree_flatten((args, kwargs))
     devices = set()
     for leaf in leaves:
-        if _type(leaf) in (torch.Tensor, torch.nn.Parameter) and not (leaf.dim() == 0 and leaf.device.type == "cpu"):
+        if _type(leaf) in (torch.Tensor, torch.nn.Parameter) and not (
+            leaf.dim() == 0 and leaf.device.type == "cpu"
+        ):
             devices.add(str(leaf.device))
     if _len(devices) > 1:
         name = getattr(func, "__name__", repr(func))
-        stand_in = (" (the test runs your function on PyTorch's 'meta' device, a stand-in for a GPU)"
-                    if "meta" in devices else "")
+        stand_in = (
+            " (the test runs your function on PyTorch's 'meta' device, a stand-in for a GPU)"
+            if "meta" in devices
+            else ""
+        )
         raise RuntimeError(
             f"{name} mixes tensors on {' and '.join(sorted(devices))}{stand_in}: on a GPU this fails with "
             "'Expected all tensors to be on the same device'. Create new tensors on the inputs' device, "
-            "e.g. torch.zeros(..., device=x.device, dtype=x.dtype) or x.new_zeros(...)")
+            "e.g. torch.zeros(..., device=x.device, dtype=x.dtype) or x.new_zeros(...)"
+        )
 
 
 _BEHIND = {
@@ -524,7 +670,17 @@ _TORCH_REFERENCES = {
     "torch.gru": lambda: torch.gru,
 }
 # The package's chapters: every public function, and every method of its classes, is a reference.
-_COURSE_MODULES = ("data", "neuron", "cell", "rnn", "bptt", "torch_bridge", "train", "text", "gated")
+_COURSE_MODULES = (
+    "data",
+    "neuron",
+    "cell",
+    "rnn",
+    "bptt",
+    "torch_bridge",
+    "train",
+    "text",
+    "gated",
+)
 
 
 def default_references() -> list[str]:
@@ -537,7 +693,10 @@ def default_references() -> list[str]:
         except ImportError:
             continue
         for attribute, value in vars(module).items():
-            if attribute.startswith("_") or getattr(value, "__module__", None) != full_name:
+            if (
+                attribute.startswith("_")
+                or getattr(value, "__module__", None) != full_name
+            ):
                 continue
             if inspect.isfunction(value):
                 names.append(f"{full_name}.{attribute}")
@@ -560,7 +719,9 @@ def _resolve(name: str):
 
 
 def _blocked_template(*args, **kwargs):
-    raise __import__("rnn_course.checks", fromlist=["ReferenceUsedError"]).ReferenceUsedError("@MESSAGE@")
+    raise __import__(
+        "rnn_course.checks", fromlist=["ReferenceUsedError"]
+    ).ReferenceUsedError("@MESSAGE@")
 
 
 def _swap_code(function: types.FunctionType, message: str) -> Callable[[], None]:
@@ -568,14 +729,20 @@ def _swap_code(function: types.FunctionType, message: str) -> Callable[[], None]
     template = _blocked_template.__code__
     if function.__code__.co_freevars:
         return None
-    consts = tuple(message if const == "@MESSAGE@" else const for const in template.co_consts)
-    blocked = template.replace(co_consts=consts, co_name=function.__code__.co_name,
-                               co_qualname=function.__code__.co_qualname)
+    consts = tuple(
+        message if const == "@MESSAGE@" else const for const in template.co_consts
+    )
+    blocked = template.replace(
+        co_consts=consts,
+        co_name=function.__code__.co_name,
+        co_qualname=function.__code__.co_qualname,
+    )
     original = function.__code__
     function.__code__ = blocked
 
     def undo():
         function.__code__ = original
+
     return undo
 
 
@@ -584,6 +751,7 @@ def _setattr_block(owner, attribute: str, message: str) -> Callable[[], None]:
 
     def blocked(*args, **kwargs):
         raise ReferenceUsedError(message)
+
     setattr(owner, attribute, blocked)
     return lambda: setattr(owner, attribute, original)
 
@@ -600,19 +768,27 @@ def _block_python_object(name: str, obj, undo: list) -> None:
         undo.append(step)
     elif inspect.isclass(obj):
         for attribute, value in list(vars(obj).items()):
-            if not inspect.isfunction(value) or (attribute.startswith("__") and attribute != "__init__"):
+            if not inspect.isfunction(value) or (
+                attribute.startswith("__") and attribute != "__init__"
+            ):
                 continue
             step = _swap_code(value, message)
             if step is None:
                 step = _setattr_block(obj, attribute, message)
             undo.append(step)
     else:
-        raise ValueError(f"cannot put {name!r} out of reach: it is a {type(obj).__name__}")
+        raise ValueError(
+            f"cannot put {name!r} out of reach: it is a {type(obj).__name__}"
+        )
 
 
 @contextlib.contextmanager
-def references_out_of_reach(*extra: str, only: Sequence[str] | None = None, allow: Sequence[str] = (),
-                            strict_device: bool = False):
+def references_out_of_reach(
+    *extra: str,
+    only: Sequence[str] | None = None,
+    allow: Sequence[str] = (),
+    strict_device: bool = False,
+):
     """While inside, the course's answers and torch's ready-made layers raise :class:`ReferenceUsedError`.
 
     Blocked: :func:`default_references` (every function of the package's chapter modules, the methods
@@ -886,11 +1062,15 @@ def call_without_references(
     return result
 
 
-def check_tuple(value, length: int, what: str, names: Sequence[str] | None = None) -> tuple:
+def check_tuple(
+    value, length: int, what: str, names: Sequence[str] | None = None
+) -> tuple:
     """Check that a function returned a tuple (or list) of ``length`` items, e.g. ``(inputs, targets)``."""
     spelled = f"({', '.join(names)})" if names else f"{length} values"
     if _type(value) not in (tuple, list):
-        raise CheckFailed(f"{what} must return {spelled} as a tuple, got a {_describe(value)}")
+        raise CheckFailed(
+            f"{what} must return {spelled} as a tuple, got a {_describe(value)}"
+        )
     if _len(value) != length:
         raise CheckFailed(f"{what} must return {spelled}, got {_len(value)} value(s)")
     return tuple(value)
@@ -916,8 +1096,13 @@ def replaced_names(namespace: dict, **replacements):
                 namespace[name] = value
 
 
-def seeded_randn(*shape: int, seed: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 scale: float = 1.0) -> torch.Tensor:
+def seeded_randn(
+    *shape: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    scale: float = 1.0,
+) -> torch.Tensor:
     """Normal random numbers that are the same on every machine: drawn on the CPU, then moved to ``device``."""
     generator = torch.Generator().manual_seed(seed)
     values = torch.randn(*shape, generator=generator, dtype=torch.float64) * scale
@@ -925,12 +1110,35 @@ def seeded_randn(*shape: int, seed: int, device: torch.device | str = "cpu", dty
 
 
 __all__ = [
-    "FLOAT32_ATOL", "FLOAT32_RTOL", "CheckFailed", "ReferenceUsedError", "Term", "as_plain_tensor",
-    "call_without_references", "check_accumulated", "check_close", "check_device", "check_dtype",
-    "check_float", "ERROR_HINTS", "IN_PLACE_RULE", "MESSAGE_WIDTH", "fit_lines",
+    "FLOAT32_ATOL",
+    "FLOAT32_RTOL",
+    "CheckFailed",
+    "ReferenceUsedError",
+    "Term",
+    "as_plain_tensor",
+    "call_without_references",
+    "check_accumulated",
+    "check_close",
+    "check_device",
+    "check_dtype",
+    "check_float",
+    "ERROR_HINTS",
+    "IN_PLACE_RULE",
+    "MESSAGE_WIDTH",
+    "fit_lines",
     "in_place_failure",
-    "check_raises", "check_scalar", "check_shape", "check_terms", "check_tuple", "check_type",
-    "check_unchanged", "default_references", "devices_to_test", "exercise_setup", "references_out_of_reach",
+    "check_raises",
+    "check_scalar",
+    "check_shape",
+    "check_terms",
+    "check_tuple",
+    "check_type",
+    "check_unchanged",
+    "default_references",
+    "devices_to_test",
+    "exercise_setup",
+    "references_out_of_reach",
     "relative_error",
-    "replaced_names", "seeded_randn",
+    "replaced_names",
+    "seeded_randn",
 ]

@@ -13,14 +13,20 @@ from .grading.command import add_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rnn-course", description="Helpers of the RNN course.")
+    parser = argparse.ArgumentParser(
+        prog="rnn-course", description="Helpers of the RNN course."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="print the package, torch and device versions in use")
+    commands.add_parser(
+        "info", help="print the package, torch and device versions in use"
+    )
     grading = commands.add_parser(
-        "grade", help="grade every submission of an assignment, sandboxed and in parallel (instructors)",
+        "grade",
+        help="grade every submission of an assignment, sandboxed and in parallel (instructors)",
         description="Grade submissions with nbgrader underneath: student code runs in a bubblewrap sandbox, "
-                    "the tests (hidden ones too) run in the grader's own process. Writes grades.csv, feedback "
-                    "pages and the gradebook.")
+        "the tests (hidden ones too) run in the grader's own process. Writes grades.csv, feedback "
+        "pages and the gradebook.",
+    )
     add_arguments(grading)
     args = parser.parse_args(argv)
     if args.command == "grade":

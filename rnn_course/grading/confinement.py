@@ -46,6 +46,7 @@ class ConfinementError(RuntimeError):
 # Identity: a uid per submission
 # ---------------------------------------------------------------------------------------------
 
+
 def _lock_folder() -> Path:
     return Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
 
@@ -62,7 +63,10 @@ class UidPool:
 
     def _lease_block(self) -> None:
         for block in range(UID_BLOCKS):
-            path = _lock_folder() / f"rnn-course-sandbox-uids-{self.base + block * UID_BLOCK}.lock"
+            path = (
+                _lock_folder()
+                / f"rnn-course-sandbox-uids-{self.base + block * UID_BLOCK}.lock"
+            )
             handle = open(path, "a")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,8 +77,10 @@ class UidPool:
             self._next = self.base + block * UID_BLOCK
             self._end = self._next + UID_BLOCK
             return
-        raise ConfinementError(f"no free block of sandbox uids from {self.base} (other runs hold all "
-                               f"{UID_BLOCKS} blocks of {UID_BLOCK})")
+        raise ConfinementError(
+            f"no free block of sandbox uids from {self.base} (other runs hold all "
+            f"{UID_BLOCKS} blocks of {UID_BLOCK})"
+        )
 
     def lease(self) -> int:
         """A uid no other submission of this run has had, cleaned of what earlier runs left."""
@@ -120,7 +126,9 @@ def kill_processes_of(uid: int, timeout: float = 10.0) -> None:
         if not pids:
             return
         if time.monotonic() > deadline:
-            raise ConfinementError(f"processes of sandbox uid {uid} would not end: {pids[:10]}")
+            raise ConfinementError(
+                f"processes of sandbox uid {uid} would not end: {pids[:10]}"
+            )
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -152,8 +160,14 @@ def clean_uid(uid: int) -> None:
     keyrings (cleared as that uid, the only one allowed to). Files cannot be left: every folder a
     sandbox can write to is a private tmpfs that ends with it."""
     kill_processes_of(uid)
-    if _key_count(key_users().get(uid, "")) > 2 and os.geteuid() == 0 and os.uname().machine == "x86_64":
-        syscall = ctypes.CDLL(None, use_errno=True).syscall  # resolved before fork: the child only calls
+    if (
+        _key_count(key_users().get(uid, "")) > 2
+        and os.geteuid() == 0
+        and os.uname().machine == "x86_64"
+    ):
+        syscall = ctypes.CDLL(
+            None, use_errno=True
+        ).syscall  # resolved before fork: the child only calls
         pid = os.fork()
         if pid == 0:  # the child: become the uid, clear its two keyrings, leave
             try:
@@ -165,7 +179,9 @@ def clean_uid(uid: int) -> None:
             finally:
                 os._exit(0)
         os.waitpid(pid, 0)
-        deadline = time.monotonic() + 10.0  # unlinked keys are freed by the kernel's key collector, soon
+        deadline = (
+            time.monotonic() + 10.0
+        )  # unlinked keys are freed by the kernel's key collector, soon
         while _key_count(key_users().get(uid, "")) > 2 and time.monotonic() < deadline:
             time.sleep(0.05)
 
@@ -178,7 +194,9 @@ def _key_count(line: str) -> int:
         return 0
 
 
-def traces_on_host(uids: set[int], folders=("/tmp", "/var/tmp", "/dev/shm", "/run")) -> dict[str, list]:
+def traces_on_host(
+    uids: set[int], folders=("/tmp", "/var/tmp", "/dev/shm", "/run")
+) -> dict[str, list]:
     """Anything of the given uids left on the host: processes, kernel keys, SysV IPC objects and
     files in the host's shared writable folders. Empty when nothing is left (used by the tests)."""
     found: dict[str, list] = {}
@@ -186,7 +204,11 @@ def traces_on_host(uids: set[int], folders=("/tmp", "/var/tmp", "/dev/shm", "/ru
     if processes:
         found["processes"] = processes
     # each uid that ever touched keys keeps its two (empty) per-user keyrings: anything more is a trace
-    keys = {uid: line for uid, line in key_users().items() if uid in uids and _key_count(line) > 2}
+    keys = {
+        uid: line
+        for uid, line in key_users().items()
+        if uid in uids and _key_count(line) > 2
+    }
     if keys:
         found["keys"] = sorted(keys.items())
     for kind in ("shm", "msg", "sem"):
@@ -217,25 +239,68 @@ def traces_on_host(uids: set[int], folders=("/tmp", "/var/tmp", "/dev/shm", "/ru
 
 DENIED_SYSCALLS = (
     # per-uid kernel state outside every namespace: the keyrings
-    "keyctl", "add_key", "request_key",
+    "keyctl",
+    "add_key",
+    "request_key",
     # looking into or changing other processes and the kernel
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "perf_event_open", "bpf", "userfaultfd",
-    "open_by_handle_at", "name_to_handle_at", "lookup_dcookie", "syslog", "acct", "quotactl",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "perf_event_open",
+    "bpf",
+    "userfaultfd",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "lookup_dcookie",
+    "syslog",
+    "acct",
+    "quotactl",
     # namespaces and mounts: the sandbox's shape is bubblewrap's, fixed before the filter is installed
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "fsopen", "fsconfig", "fsmount",
-    "fspick", "move_mount", "open_tree", "mount_setattr",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
     # the machine itself
-    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon",
-    "swapoff", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "iopl", "ioperm",
-    "personality", "vhangup",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "iopl",
+    "ioperm",
+    "personality",
+    "vhangup",
     # io_uring runs system calls the filter would not see
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
 )
 """Denied with EPERM inside every sandbox, as Docker's and Podman's default profiles deny them."""
 
 CLONE_NAMESPACE_FLAGS = {
-    "CLONE_NEWNS": 0x00020000, "CLONE_NEWCGROUP": 0x02000000, "CLONE_NEWUTS": 0x04000000,
-    "CLONE_NEWIPC": 0x08000000, "CLONE_NEWUSER": 0x10000000, "CLONE_NEWPID": 0x20000000,
+    "CLONE_NEWNS": 0x00020000,
+    "CLONE_NEWCGROUP": 0x02000000,
+    "CLONE_NEWUTS": 0x04000000,
+    "CLONE_NEWIPC": 0x08000000,
+    "CLONE_NEWUSER": 0x10000000,
+    "CLONE_NEWPID": 0x20000000,
     "CLONE_NEWNET": 0x40000000,
 }
 """``clone`` with any of these flags is denied; ``clone3`` (whose flags a filter cannot read) answers
@@ -248,8 +313,10 @@ def seccomp_program() -> bytes:
     try:
         import pyseccomp as seccomp
     except ImportError as error:
-        raise ConfinementError("the system-call filter needs the pyseccomp package and libseccomp2 "
-                               f"(apt-get install libseccomp2): {error}") from None
+        raise ConfinementError(
+            "the system-call filter needs the pyseccomp package and libseccomp2 "
+            f"(apt-get install libseccomp2): {error}"
+        ) from None
     try:
         program = seccomp.SyscallFilter(seccomp.ALLOW)
         for name in DENIED_SYSCALLS:
@@ -258,7 +325,11 @@ def seccomp_program() -> bytes:
             except (RuntimeError, ValueError, OSError):
                 continue  # not a system call on this architecture
         for flag in CLONE_NAMESPACE_FLAGS.values():
-            program.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+            program.add_rule(
+                seccomp.ERRNO(errno.EPERM),
+                "clone",
+                seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag),
+            )
         program.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
         reader, writer = os.pipe()
         try:
@@ -273,7 +344,9 @@ def seccomp_program() -> bytes:
                 except OSError:
                     pass
     except OSError as error:  # libseccomp2 missing or refusing
-        raise ConfinementError(f"the system-call filter could not be built: {error}") from None
+        raise ConfinementError(
+            f"the system-call filter could not be built: {error}"
+        ) from None
 
 
 def seccomp_fd() -> int:
@@ -287,6 +360,7 @@ def seccomp_fd() -> int:
 # ---------------------------------------------------------------------------------------------
 # Memory and processes per submission: a cgroup
 # ---------------------------------------------------------------------------------------------
+
 
 def _own_cgroups() -> dict[str, str]:
     """The grader's own cgroup paths: controller (or "" for v2) -> path inside its hierarchy."""
@@ -310,7 +384,6 @@ def _mounts() -> dict[str, str]:
     except OSError:
         return mounts
     for line in lines:
-        fields = line.split()
         if " - " not in line:
             continue
         before, after = line.split(" - ", 1)
@@ -345,7 +418,11 @@ def _parents() -> dict[str, tuple[str, Path]]:
         except OSError:
             available = []
         for controller in ("memory", "pids"):
-            if controller in available and controller not in found and _writable_dir(folder):
+            if (
+                controller in available
+                and controller not in found
+                and _writable_dir(folder)
+            ):
                 found[controller] = ("v2", folder)
     return found
 
@@ -369,7 +446,9 @@ class SubmissionCgroup:
         self.folders = folders  # controller -> (version, folder)
 
     @classmethod
-    def create(cls, memory_bytes: int, processes: int | None) -> SubmissionCgroup | None:
+    def create(
+        cls, memory_bytes: int, processes: int | None
+    ) -> SubmissionCgroup | None:
         """Make the cgroup with its limits, or return None where none can be used."""
         if memory_cgroup_problem():
             return None
@@ -378,7 +457,9 @@ class SubmissionCgroup:
         group = cls(made)
         try:
             for controller, (version, parent) in _parents().items():
-                folder = next((f for v, f in made.values() if v == version == "v2"), None)
+                folder = next(
+                    (f for v, f in made.values() if v == version == "v2"), None
+                )
                 if folder is None:
                     folder = parent / name
                     folder.mkdir()
@@ -386,8 +467,12 @@ class SubmissionCgroup:
             version, folder = made["memory"]
             if version == "v1":
                 (folder / "memory.limit_in_bytes").write_text(str(memory_bytes))
-                if (folder / "memory.memsw.limit_in_bytes").exists():  # swap counted too, where it is
-                    (folder / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+                if (
+                    folder / "memory.memsw.limit_in_bytes"
+                ).exists():  # swap counted too, where it is
+                    (folder / "memory.memsw.limit_in_bytes").write_text(
+                        str(memory_bytes)
+                    )
             else:
                 (folder / "memory.max").write_text(str(memory_bytes))
                 if (folder / "memory.swap.max").exists():
@@ -402,7 +487,9 @@ class SubmissionCgroup:
     @property
     def procs_files(self) -> list[str]:
         """The files a new process writes its pid into to join (one per hierarchy)."""
-        return sorted({str(folder / "cgroup.procs") for _, folder in self.folders.values()})
+        return sorted(
+            {str(folder / "cgroup.procs") for _, folder in self.folders.values()}
+        )
 
     def oom_kills(self) -> int:
         """Processes the kernel killed for passing the memory limit (0 where it does not say)."""
@@ -429,7 +516,9 @@ class SubmissionCgroup:
         found = set()
         for _, folder in self.folders.values():
             try:
-                found |= {int(pid) for pid in (folder / "cgroup.procs").read_text().split()}
+                found |= {
+                    int(pid) for pid in (folder / "cgroup.procs").read_text().split()
+                }
             except (OSError, ValueError):
                 pass
         return sorted(found)
@@ -446,7 +535,9 @@ class SubmissionCgroup:
 
     def remove(self) -> None:
         self.kill_all()
-        for _, folder in sorted(set(self.folders.values()), key=lambda pair: str(pair[1]), reverse=True):
+        for _, folder in sorted(
+            set(self.folders.values()), key=lambda pair: str(pair[1]), reverse=True
+        ):
             for _ in range(50):
                 try:
                     folder.rmdir()
@@ -465,26 +556,51 @@ so that everything the sandbox starts is inside it from the first instruction on
 def enforcement(memory_mb: int, processes: int, sandbox: bool) -> list[str]:
     """One line per protection: what a run enforces and how (printed at the start and at the end)."""
     if not sandbox:
-        return ["confinement: none (--no-sandbox): student code runs with your rights; memory, CPU time and "
-                "file size are limited per process only"]
+        return [
+            "confinement: none (--no-sandbox): student code runs with your rights; memory, CPU time and "
+            "file size are limited per process only"
+        ]
     cgroups = _parents() if not memory_cgroup_problem() else {}
-    lines = ["identity: a uid of its own for each submission (from "
-             f"{UID_BASE}), cleaned of processes and keyrings before use",
-             f"system calls: a seccomp filter denies {len(DENIED_SYSCALLS)} calls (keyrings, ptrace, bpf, "
-             "mount, unshare/setns, namespace flags to clone, io_uring, ...)"]
+    lines = [
+        "identity: a uid of its own for each submission (from "
+        f"{UID_BASE}), cleaned of processes and keyrings before use",
+        f"system calls: a seccomp filter denies {len(DENIED_SYSCALLS)} calls (keyrings, ptrace, bpf, "
+        "mount, unshare/setns, namespace flags to clone, io_uring, ...)",
+    ]
     if "memory" in cgroups:
-        lines.append(f"memory: {memory_mb} MiB for all processes of a submission together (cgroup "
-                     f"{cgroups['memory'][0]} memory controller), and per process (RLIMIT_AS)")
+        lines.append(
+            f"memory: {memory_mb} MiB for all processes of a submission together (cgroup "
+            f"{cgroups['memory'][0]} memory controller), and per process (RLIMIT_AS)"
+        )
     else:
-        lines.append(f"memory: {memory_mb} MiB per process only (RLIMIT_AS): {memory_cgroup_problem()}")
+        lines.append(
+            f"memory: {memory_mb} MiB per process only (RLIMIT_AS): {memory_cgroup_problem()}"
+        )
     if "pids" in cgroups:
-        lines.append(f"processes: {processes} per submission (cgroup {cgroups['pids'][0]} pids controller, "
-                     "and RLIMIT_NPROC of its own uid)")
+        lines.append(
+            f"processes: {processes} per submission (cgroup {cgroups['pids'][0]} pids controller, "
+            "and RLIMIT_NPROC of its own uid)"
+        )
     else:
-        lines.append(f"processes: {processes} per submission (RLIMIT_NPROC of its own uid)")
-    lines.append("CPU time, file size, open files: per process (setrlimit); wall clock: the grader's own")
+        lines.append(
+            f"processes: {processes} per submission (RLIMIT_NPROC of its own uid)"
+        )
+    lines.append(
+        "CPU time, file size, open files: per process (setrlimit); wall clock: the grader's own"
+    )
     return lines
 
 
-__all__ = ["UID_BASE", "ConfinementError", "SubmissionCgroup", "UidPool", "clean_uid", "enforcement",
-           "memory_cgroup_problem", "processes_of", "seccomp_fd", "seccomp_program", "traces_on_host"]
+__all__ = [
+    "UID_BASE",
+    "ConfinementError",
+    "SubmissionCgroup",
+    "UidPool",
+    "clean_uid",
+    "enforcement",
+    "memory_cgroup_problem",
+    "processes_of",
+    "seccomp_fd",
+    "seccomp_program",
+    "traces_on_host",
+]

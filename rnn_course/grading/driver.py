@@ -36,7 +36,13 @@ import types
 STUDENT = "student"
 """The submission's student id inside the sandbox: the real one is not needed there."""
 
-_FACTS = {"timeouts": [], "dead_kernel": False, "truncated_output": [], "executed": False, "seconds": {}}
+_FACTS = {
+    "timeouts": [],
+    "dead_kernel": False,
+    "truncated_output": [],
+    "executed": False,
+    "seconds": {},
+}
 _START = time.monotonic()
 
 
@@ -51,6 +57,7 @@ def limit_resources(limits: dict, strict: bool) -> None:
     ``strict`` (in the sandbox): every limit must hold. Without the sandbox (e.g. on macOS, which lacks
     some of them) they are best effort.
     """
+
     def cap(which: int, soft: int, hard: int | None = None) -> None:
         try:
             resource.setrlimit(which, (soft, soft if hard is None else hard))
@@ -61,7 +68,12 @@ def limit_resources(limits: dict, strict: bool) -> None:
     memory = int(limits["memory_mb"]) << 20
     # RLIMIT_AS counts every mapping (also shared memory); CUDA reserves huge address ranges, so with a
     # GPU inside the sandbox the grader asks for RLIMIT_DATA (private writable memory) instead.
-    cap(resource.RLIMIT_DATA if limits.get("memory_kind") == "data" else resource.RLIMIT_AS, memory)
+    cap(
+        resource.RLIMIT_DATA
+        if limits.get("memory_kind") == "data"
+        else resource.RLIMIT_AS,
+        memory,
+    )
     cap(resource.RLIMIT_CPU, int(limits["cpu_seconds"]), int(limits["cpu_seconds"]) + 5)
     cap(resource.RLIMIT_FSIZE, int(limits["file_mb"]) << 20)
     cap(resource.RLIMIT_CORE, 0)
@@ -91,7 +103,9 @@ def prepare_course(config: dict) -> str:
     release = config["release_dir"]
     assignment = config["assignment"]
     shutil.copytree(os.path.join(release, "source"), os.path.join(course, "source"))
-    shutil.copyfile(os.path.join(release, "gradebook.db"), os.path.join(course, "gradebook.db"))
+    shutil.copyfile(
+        os.path.join(release, "gradebook.db"), os.path.join(course, "gradebook.db")
+    )
     submitted = os.path.join(course, "submitted", STUDENT, assignment)
     shutil.copytree(config["submission_dir"], submitted)
     for folder, _, files in os.walk(course):
@@ -135,8 +149,15 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.converters import Autograde
     from nbgrader.coursedir import CourseDirectory
-    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern, LimitOutput,
-                                        NbGraderPreprocessor, SaveAutoGrades)
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        Execute,
+        IgnorePattern,
+        LimitOutput,
+        NbGraderPreprocessor,
+        SaveAutoGrades,
+    )
     from traitlets import Integer
     from traitlets.config import Config
 
@@ -145,7 +166,8 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
     probe_source = (
         "# Added by the grader (rnn-course grade): serves the grader's calls to your functions.\n"
         "import rnn_course.grading.probe as _rnn_course_probe\n"
-        f"_rnn_course_probe.serve(globals(), {config['channel_dir']!r}, warm_up={bool(config.get('warm_up'))})\n")
+        f"_rnn_course_probe.serve(globals(), {config['channel_dir']!r}, warm_up={bool(config.get('warm_up'))})\n"
+    )
 
     class AppendProbe(NbGraderPreprocessor):
         """Append the probe cell (runs last, after every cell of the student's notebook)."""
@@ -184,7 +206,11 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
                 meta = cell.metadata.get("nbgrader", {})
                 if meta.get("solution"):
                     break
-                if cell.cell_type == "code" and meta.get("locked") and not meta.get("grade"):
+                if (
+                    cell.cell_type == "code"
+                    and meta.get("locked")
+                    and not meta.get("grade")
+                ):
                     self._setup_cells.add(cell.get("id"))
             _mark("sanitized")
             try:
@@ -195,12 +221,21 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
 
         def preprocess_cell(self, cell, resources, index):
             meta = cell.metadata.get("nbgrader", {})
-            if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            if (
+                cell.cell_type == "code"
+                and meta.get("grade")
+                and not meta.get("solution")
+            ):
                 # A test cell: the grader runs the full tests itself, outside the sandbox. Run here, in the
                 # student's kernel, they would prove nothing, cost time, and a function that cannot be
                 # interrupted would stop the notebook before the grader could test any part.
-                cell.outputs = [nbformat.v4.new_output(
-                    "stream", name="stdout", text="[run by the grader, outside the notebook]\n")]
+                cell.outputs = [
+                    nbformat.v4.new_output(
+                        "stream",
+                        name="stdout",
+                        text="[run by the grader, outside the notebook]\n",
+                    )
+                ]
                 return cell, resources
             result = super().preprocess_cell(cell, resources, index)
             _mark(f"cell {index} {_cell_name(cell)}")
@@ -212,7 +247,9 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
 
         def output(self, outs, msg, display_id, cell_index):
             content = msg.get("content", {})
-            size = len(str(content.get("text", ""))) + sum(len(str(v)) for v in content.get("data", {}).values())
+            size = len(str(content.get("text", ""))) + sum(
+                len(str(v)) for v in content.get("data", {}).values()
+            )
             size += sum(len(str(line)) for line in content.get("traceback", []))
             used = self._output_bytes.get(cell_index, 0) + size
             self._output_bytes[cell_index] = used
@@ -220,8 +257,13 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
             if used > limit:
                 if used - size <= limit:
                     _FACTS["truncated_output"].append(cell_index)
-                    outs.append(nbformat.v4.new_output(
-                        "stream", name="stderr", text=f"\n[the grader kept only the first {limit} bytes of output]\n"))
+                    outs.append(
+                        nbformat.v4.new_output(
+                            "stream",
+                            name="stderr",
+                            text=f"\n[the grader kept only the first {limit} bytes of output]\n",
+                        )
+                    )
                 return None
             return super().output(outs, msg, display_id, cell_index)
 
@@ -235,8 +277,15 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
     c.CourseDirectory.student_id = STUDENT
     c.OverwriteCells.add_missing_cells = True
     c.Autograde.autograde_preprocessors = [
-        AppendProbe, GradingExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
-        AssignLatePenalties, CheckCellMetadata]
+        AppendProbe,
+        GradingExecute,
+        IgnorePattern,
+        ClearMetadataPreprocessor,
+        LimitOutput,
+        SaveAutoGrades,
+        AssignLatePenalties,
+        CheckCellMetadata,
+    ]
     c.GradingExecute.timeout = int(config["cell_timeout"])
     c.GradingExecute.probe_timeout = int(config["submission_timeout"])
     c.GradingExecute.max_output_bytes = int(config["max_output_bytes"])
@@ -265,15 +314,24 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
         report["nbgrader_ok"] = False
         errors.append(f"{type(error).__name__}: {error}"[-2000:])
     _mark("autograde done")
-    report.update(timeouts=_FACTS["timeouts"], dead_kernel=_FACTS["dead_kernel"],
-                  truncated_output=_FACTS["truncated_output"], executed=_FACTS["executed"], seconds=_FACTS["seconds"])
-    _read_outputs(os.path.join(course, "autograded", STUDENT, config["assignment"]), token, report)
+    report.update(
+        timeouts=_FACTS["timeouts"],
+        dead_kernel=_FACTS["dead_kernel"],
+        truncated_output=_FACTS["truncated_output"],
+        executed=_FACTS["executed"],
+        seconds=_FACTS["seconds"],
+    )
+    _read_outputs(
+        os.path.join(course, "autograded", STUDENT, config["assignment"]), token, report
+    )
 
 
 def _cell_name(cell) -> str:
     if cell is None:
         return "?"
-    return str(cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id") or "?")
+    return str(
+        cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id") or "?"
+    )
 
 
 def _read_outputs(folder: str, token: str, report: dict) -> None:
@@ -296,17 +354,25 @@ def _read_outputs(folder: str, token: str, report: dict) -> None:
                 if cell.metadata.get("rnn_course_probe") == token:
                     report["probe_error"] = text[:500]
                     continue
-                report["cell_errors"].append({"cell": _cell_name(cell), "error": text[:500]})
+                report["cell_errors"].append(
+                    {"cell": _cell_name(cell), "error": text[:500]}
+                )
                 lowered = text.lower()
-                if ("memoryerror" in lowered or "out of memory" in lowered or "can't allocate memory" in lowered
-                        or "cannot allocate memory" in lowered):
+                if (
+                    "memoryerror" in lowered
+                    or "out of memory" in lowered
+                    or "can't allocate memory" in lowered
+                    or "cannot allocate memory" in lowered
+                ):
                     report["memory_errors"].append(_cell_name(cell))
 
 
 def main(argv: list[str]) -> None:
     config = json.loads(argv[1])
     report_fd = int(config["report_fd"])
-    os.set_inheritable(report_fd, False)  # the kernel must not inherit the report's pipe
+    os.set_inheritable(
+        report_fd, False
+    )  # the kernel must not inherit the report's pipe
     report = {"stage": "start", "errors": [], "nbgrader_ok": False}
     try:
         limit_resources(config["limits"], strict=config.get("uid") is not None)
@@ -316,14 +382,21 @@ def main(argv: list[str]) -> None:
         course = prepare_course(config)
         run_autograde(config, course, report)
     except BaseException as error:  # noqa: BLE001 (the report must go out whatever happened)
-        report["errors"].append("".join(traceback.format_exception_only(type(error), error))[-2000:])
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    report["cpu_seconds"] = {"nbgrader": round(own.ru_utime + own.ru_stime, 2),
-                             "kernel": round(children.ru_utime + children.ru_stime, 2)}
+        report["errors"].append(
+            "".join(traceback.format_exception_only(type(error), error))[-2000:]
+        )
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    report["cpu_seconds"] = {
+        "nbgrader": round(own.ru_utime + own.ru_stime, 2),
+        "kernel": round(children.ru_utime + children.ru_stime, 2),
+    }
     data = json.dumps(report).encode()
     view = memoryview(data)
     while view:
-        view = view[os.write(report_fd, view):]
+        view = view[os.write(report_fd, view) :]
     os.close(report_fd)
     sys.stdout.flush()
     sys.stderr.flush()

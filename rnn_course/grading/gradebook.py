@@ -47,7 +47,9 @@ def _generate_assignment(config) -> None:
     from nbgrader.coursedir import CourseDirectory
 
     _venv_first_on_path()
-    converter = GenerateAssignment(coursedir=CourseDirectory(config=config), config=config)
+    converter = GenerateAssignment(
+        coursedir=CourseDirectory(config=config), config=config
+    )
     converter.start()
 
 
@@ -57,13 +59,19 @@ def empty_gradebook(like: Path, target: Path) -> None:
     nbgrader itself would create one by running ``alembic`` in a subprocess (a few seconds each run).
     """
     with sqlite3.connect(like) as source:
-        statements = [sql for (sql,) in source.execute(
-            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
+        statements = [
+            sql
+            for (sql,) in source.execute(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+            )
+        ]
         versions = source.execute("SELECT version_num FROM alembic_version").fetchall()
     with sqlite3.connect(target) as database:
         for statement in statements:
             database.execute(statement)
-        database.executemany("INSERT INTO alembic_version (version_num) VALUES (?)", versions)
+        database.executemany(
+            "INSERT INTO alembic_version (version_num) VALUES (?)", versions
+        )
 
 
 def prepare_release(course_root: Path, assignment: str, destination: Path) -> str:
@@ -73,15 +81,26 @@ def prepare_release(course_root: Path, assignment: str, destination: Path) -> st
     release = Path(course_root) / "exercises" / assignment
     notebooks = sorted(path.name for path in release.glob("*.ipynb"))
     if len(notebooks) != 1:
-        raise ValueError(f"{release} must hold exactly one notebook (found {len(notebooks)}): run `make exercises`?")
+        raise ValueError(
+            f"{release} must hold exactly one notebook (found {len(notebooks)}): run `make exercises`?"
+        )
     source = Path(destination) / "source" / assignment
     source.mkdir(parents=True)
-    empty_gradebook(Path(course_root) / "gradebook.db", Path(destination) / "gradebook.db")
+    empty_gradebook(
+        Path(course_root) / "gradebook.db", Path(destination) / "gradebook.db"
+    )
     for path in sorted(release.iterdir()):
         if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
             shutil.copyfile(path, source / path.name)
-    _generate_assignment(_nbgrader_config(Path(destination), "source", "release", Path(destination) / "gradebook.db",
-                                          assignment))
+    _generate_assignment(
+        _nbgrader_config(
+            Path(destination),
+            "source",
+            "release",
+            Path(destination) / "gradebook.db",
+            assignment,
+        )
+    )
     shutil.rmtree(Path(destination) / "release", ignore_errors=True)
     for folder, _, files in os.walk(destination):
         os.chmod(folder, 0o755)
@@ -115,13 +134,23 @@ class GradebookWriter:
             except MissingEntry:
                 assignment = None
             if assignment is not None:
-                known = sorted(cell.name for notebook in assignment.notebooks for cell in notebook.grade_cells)
+                known = sorted(
+                    cell.name
+                    for notebook in assignment.notebooks
+                    for cell in notebook.grade_cells
+                )
                 if known != sorted(grade_ids):
-                    raise ValueError(f"the gradebook's grade cells for {self.assignment} ({', '.join(known)}) differ "
-                                     f"from the source notebook's ({', '.join(grade_ids)}): regenerate the assignment")
+                    raise ValueError(
+                        f"the gradebook's grade cells for {self.assignment} ({', '.join(known)}) differ "
+                        f"from the source notebook's ({', '.join(grade_ids)}): regenerate the assignment"
+                    )
                 return
         with tempfile.TemporaryDirectory(prefix="rnn-course-release-") as release:
-            _generate_assignment(_nbgrader_config(self.course_root, "solutions", release, self.db, self.assignment))
+            _generate_assignment(
+                _nbgrader_config(
+                    self.course_root, "solutions", release, self.db, self.assignment
+                )
+            )
 
     def write(self, row: report.Row) -> None:
         """Record one row: the student, the submission, and the score of each grade cell."""
@@ -130,11 +159,15 @@ class GradebookWriter:
         from nbgrader.api import Gradebook
 
         with Gradebook(self.db_url) as gradebook, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SQLAlchemy's autoflush warnings inside nbgrader's API
+            warnings.simplefilter(
+                "ignore"
+            )  # SQLAlchemy's autoflush warnings inside nbgrader's API
             gradebook.update_or_create_student(row.student)
             gradebook.update_or_create_submission(self.assignment, row.student)
             for part in row.parts:
-                grade = gradebook.find_grade(part.grade_id, self.notebook, self.assignment, row.student)
+                grade = gradebook.find_grade(
+                    part.grade_id, self.notebook, self.assignment, row.student
+                )
                 grade.auto_score = part.points if part.points is not None else 0.0
                 grade.needs_manual_grade = False
             gradebook.db.commit()

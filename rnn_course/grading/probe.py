@@ -66,14 +66,18 @@ def _warm_up() -> None:
 
 class _Probe:
     def __init__(self, namespace: dict, channel: protocol.Channel):
-        from rnn_course import checks  # the kernel imported torch already; this is cheap here
+        from rnn_course import (
+            checks,
+        )  # the kernel imported torch already; this is cheap here
 
         self.checks = checks
         self.namespace = namespace
         self.channel = channel
         self.callback_ids = itertools.count()
-        self.known = {"rnn_course.checks.CheckFailed": checks.CheckFailed,
-                      "rnn_course.checks.ReferenceUsedError": checks.ReferenceUsedError}
+        self.known = {
+            "rnn_course.checks.CheckFailed": checks.CheckFailed,
+            "rnn_course.checks.ReferenceUsedError": checks.ReferenceUsedError,
+        }
 
     def serve_until(self, callback_id: int | None):
         """Handle calls until "bye" (top level) or until the answer to callback ``callback_id`` arrives."""
@@ -81,7 +85,11 @@ class _Probe:
             kind, body, blobs = self.channel.receive()
             if kind == "call":
                 self.handle_call(body, blobs)
-            elif kind == "callback_result" and callback_id is not None and body.get("id") == callback_id:
+            elif (
+                kind == "callback_result"
+                and callback_id is not None
+                and body.get("id") == callback_id
+            ):
                 return body, blobs
             elif kind == "callback_result":
                 continue  # the answer to a callback whose call has already timed out
@@ -96,11 +104,17 @@ class _Probe:
         def call_grader(*args, **kwargs):
             encoder = protocol.Encoder()
             callback_id = next(self.callback_ids)
-            body = {"id": callback_id, "callback": index, "args": encoder.encode(list(args)),
-                    "kwargs": encoder.encode(kwargs)}
+            body = {
+                "id": callback_id,
+                "callback": index,
+                "args": encoder.encode(list(args)),
+                "kwargs": encoder.encode(kwargs),
+            }
             self.channel.send("callback", body, encoder.blobs)
             answer, blobs = self.serve_until(callback_id)
-            decoder = protocol.Decoder(blobs, callback=self.stand_in, student_function=self.student_function)
+            decoder = protocol.Decoder(
+                blobs, callback=self.stand_in, student_function=self.student_function
+            )
             if answer.get("ok"):
                 return decoder.decode(answer.get("value"))
             raise protocol.exception_from_data(answer.get("error"), self.known)
@@ -111,14 +125,18 @@ class _Probe:
     def student_function(self, name: str):
         function = self.namespace.get(name)
         if function is None:
+
             def undefined(*args, **kwargs):
                 raise NameError(f"name '{name}' is not defined")
+
             return undefined
         return function
 
     # -- one call --------------------------------------------------------------------------------
     def handle_call(self, body: dict, blobs: list[bytes]) -> None:
-        decoder = protocol.Decoder(blobs, callback=self.stand_in, student_function=self.student_function)
+        decoder = protocol.Decoder(
+            blobs, callback=self.stand_in, student_function=self.student_function
+        )
         args = decoder.decode(body["args"])
         kwargs = decoder.decode(body["kwargs"])
         versions = {ref: tensor._version for ref, tensor in decoder.tensors.items()}
@@ -127,14 +145,23 @@ class _Probe:
         try:
             with _time_limit(float(body.get("timeout", 30.0))):
                 try:
-                    reply = self._call(body, args, kwargs, saved, decoder, versions, encoder)
+                    reply = self._call(
+                        body, args, kwargs, saved, decoder, versions, encoder
+                    )
                 finally:
                     self._restore(saved)
         except GradingTimeout:
             self._restore(saved)
             encoder.blobs.clear()
-            reply = {"id": body["id"], "ok": False, "timeout": True,
-                     "error": {"type": "TimeoutError", "message": "the call ran out of time"}}
+            reply = {
+                "id": body["id"],
+                "ok": False,
+                "timeout": True,
+                "error": {
+                    "type": "TimeoutError",
+                    "message": "the call ran out of time",
+                },
+            }
         self.channel.send("result", reply, encoder.blobs)
 
     def _call(self, body, args, kwargs, saved, decoder, versions, encoder) -> dict:
@@ -149,15 +176,25 @@ class _Probe:
             if references is None:
                 result = function(*args, **kwargs)
             else:
-                with self.checks.references_out_of_reach(*references["extra"], **references["options"]):
+                with self.checks.references_out_of_reach(
+                    *references["extra"], **references["options"]
+                ):
                     result = function(*args, **kwargs)
-            return {"id": body["id"], "ok": True, "value": encoder.encode(result),
-                    "after": self._changed_tensors(decoder, versions, encoder)}
+            return {
+                "id": body["id"],
+                "ok": True,
+                "value": encoder.encode(result),
+                "after": self._changed_tensors(decoder, versions, encoder),
+            }
         except GradingTimeout:
             raise
         except BaseException as error:  # noqa: BLE001 (whatever the student's code raised, report it)
             encoder.blobs.clear()
-            return {"id": body["id"], "ok": False, "error": protocol.describe_exception(error)}
+            return {
+                "id": body["id"],
+                "ok": False,
+                "error": protocol.describe_exception(error),
+            }
 
     def _restore(self, saved: dict) -> None:
         for name, value in list(saved.items()):
@@ -168,15 +205,22 @@ class _Probe:
             del saved[name]
 
     @staticmethod
-    def _changed_tensors(decoder: protocol.Decoder, versions: dict, encoder: protocol.Encoder) -> list:
+    def _changed_tensors(
+        decoder: protocol.Decoder, versions: dict, encoder: protocol.Encoder
+    ) -> list:
         """Arguments the call changed in place (values or ``.grad``), so the grader's test can see it."""
         changed = []
         for ref, tensor in decoder.tensors.items():
             grad = tensor.grad if tensor.is_leaf and tensor.requires_grad else None
             if tensor._version == versions[ref] and grad is None:
                 continue
-            changed.append({"ref": ref, "tensor": encoder.tensor_data(tensor),
-                            "grad": encoder.tensor_data(grad) if grad is not None else None})
+            changed.append(
+                {
+                    "ref": ref,
+                    "tensor": encoder.tensor_data(tensor),
+                    "grad": encoder.tensor_data(grad) if grad is not None else None,
+                }
+            )
         return changed
 
 
@@ -184,7 +228,9 @@ def _memory_peak_kb() -> int | None:
     """The kernel's peak address space (VmPeak), for the grading log: how close it came to the limit."""
     try:
         with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmPeak:"))
+            return next(
+                int(line.split()[1]) for line in status if line.startswith("VmPeak:")
+            )
     except (OSError, StopIteration, ValueError):
         return None
 
@@ -198,8 +244,10 @@ class _time_limit:
 
     def __enter__(self):
         if self.active:
+
             def expired(signum, frame):
                 raise GradingTimeout()
+
             self.previous = signal.signal(signal.SIGALRM, expired)
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
         return self
@@ -207,5 +255,8 @@ class _time_limit:
     def __exit__(self, *exc):
         if self.active:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.previous if self.previous is not None else signal.SIG_DFL)
+            signal.signal(
+                signal.SIGALRM,
+                self.previous if self.previous is not None else signal.SIG_DFL,
+            )
         return False

@@ -51,9 +51,17 @@ MAX_TEXT = 64 << 10
 """Longest exception message kept from the sandbox (64 KiB)."""
 
 _DTYPES = {
-    "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64,
-    "complex64": torch.complex64, "complex128": torch.complex128,
-    "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16, "int32": torch.int32, "int64": torch.int64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "complex64": torch.complex64,
+    "complex128": torch.complex128,
+    "uint8": torch.uint8,
+    "int8": torch.int8,
+    "int16": torch.int16,
+    "int32": torch.int32,
+    "int64": torch.int64,
     "bool": torch.bool,
 }
 _DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
@@ -86,6 +94,7 @@ class Unsupported:
 # Framing
 # ---------------------------------------------------------------------------------------------
 
+
 class Channel:
     """Messages over two file descriptors (pipes or FIFOs).
 
@@ -94,8 +103,15 @@ class Channel:
     an ``alive`` function; when the deadline passes or ``alive()`` turns False, it raises.
     """
 
-    def __init__(self, read_fd: int, write_fd: int, *, blocking: bool, max_bytes: int = MAX_MESSAGE_BYTES,
-                 alive: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        read_fd: int,
+        write_fd: int,
+        *,
+        blocking: bool,
+        max_bytes: int = MAX_MESSAGE_BYTES,
+        alive: Callable[[], bool] | None = None,
+    ):
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.blocking = blocking
@@ -104,9 +120,13 @@ class Channel:
         self._buffer = bytearray()
 
     # -- sending ---------------------------------------------------------------------------------
-    def send(self, kind: str, body, blobs: list[bytes] = (), deadline: float | None = None) -> None:
-        header = json.dumps({"kind": kind, "body": body, "blobs": [len(blob) for blob in blobs]},
-                            separators=(",", ":")).encode()
+    def send(
+        self, kind: str, body, blobs: list[bytes] = (), deadline: float | None = None
+    ) -> None:
+        header = json.dumps(
+            {"kind": kind, "body": body, "blobs": [len(blob) for blob in blobs]},
+            separators=(",", ":"),
+        ).encode()
         self._write(MAGIC + struct.pack(">I", len(header)) + header, deadline)
         for blob in blobs:
             self._write(blob, deadline)
@@ -134,7 +154,9 @@ class Channel:
             raise ProtocolError(f"message header too large ({header_length} bytes)")
         raw = self._read_exactly(header_length, deadline)
         depth = json_depth(raw)
-        if depth > MAX_DEPTH + 8:  # (a frame's own keys nest a few levels above its values)
+        if (
+            depth > MAX_DEPTH + 8
+        ):  # (a frame's own keys nest a few levels above its values)
             raise ProtocolError(f"malformed message header: nested {depth} levels deep")
         try:
             header = json.loads(raw)
@@ -143,11 +165,16 @@ class Channel:
         if not isinstance(header, dict) or not isinstance(header.get("kind"), str):
             raise ProtocolError("malformed message header")
         lengths = header.get("blobs", [])
-        if (not isinstance(lengths, list) or len(lengths) > MAX_ITEMS
-                or not all(type(n) is int and n >= 0 for n in lengths)):
+        if (
+            not isinstance(lengths, list)
+            or len(lengths) > MAX_ITEMS
+            or not all(type(n) is int and n >= 0 for n in lengths)
+        ):
             raise ProtocolError("malformed blob list")
         if header_length + sum(lengths) > self.max_bytes:
-            raise ProtocolError(f"message too large ({header_length + sum(lengths)} bytes)")
+            raise ProtocolError(
+                f"message too large ({header_length + sum(lengths)} bytes)"
+            )
         blobs = [self._read_exactly(n, deadline) for n in lengths]
         return header["kind"], header.get("body"), blobs
 
@@ -195,8 +222,9 @@ def json_depth(data: bytes) -> int:
     """How deeply the JSON text ``data`` nests, found without parsing it (and without recursion): the
     parser would recurse once per level, so a deep message must be refused before it is parsed."""
     brackets = np.frombuffer(_JSON_STRING.sub(b'""', data), dtype=np.uint8)
-    steps = (np.isin(brackets, (ord("["), ord("{"))).astype(np.int64)
-             - np.isin(brackets, (ord("]"), ord("}"))).astype(np.int64))
+    steps = np.isin(brackets, (ord("["), ord("{"))).astype(np.int64) - np.isin(
+        brackets, (ord("]"), ord("}"))
+    ).astype(np.int64)
     return int(np.cumsum(steps).max(initial=0))
 
 
@@ -227,6 +255,7 @@ def payload_bytes(value, limit: int) -> int:
 # Values
 # ---------------------------------------------------------------------------------------------
 
+
 def type_name(value) -> str:
     """``module.QualifiedName`` of a value's type (``float`` for builtins)."""
     kind = builtins.type(value)
@@ -243,9 +272,16 @@ class Encoder:
     ``student_name``: returns the student's function name for a proxy, or None.
     """
 
-    def __init__(self, *, callbacks: list | None = None, student_name: Callable[[object], str | None] | None = None):
+    def __init__(
+        self,
+        *,
+        callbacks: list | None = None,
+        student_name: Callable[[object], str | None] | None = None,
+    ):
         self.blobs: list[bytes] = []
-        self.tensors: list[torch.Tensor] = []  # index = the "ref" number of each tensor sent
+        self.tensors: list[
+            torch.Tensor
+        ] = []  # index = the "ref" number of each tensor sent
         self._refs: dict[int, int] = {}
         self.callbacks = callbacks
         self.student_name = student_name or (lambda value: None)
@@ -273,10 +309,16 @@ class Encoder:
         if kind is torch.Size:
             return {"__size__": [int(size) for size in value]}
         if kind is dict:
-            return {"__dict__": [[self.encode(key, depth + 1), self.encode(item, depth + 1)]
-                                 for key, item in value.items()]}
+            return {
+                "__dict__": [
+                    [self.encode(key, depth + 1), self.encode(item, depth + 1)]
+                    for key, item in value.items()
+                ]
+            }
         if kind is torch.dtype:
-            return {"__dtype__": _DTYPE_NAMES.get(value, str(value).removeprefix("torch."))}
+            return {
+                "__dtype__": _DTYPE_NAMES.get(value, str(value).removeprefix("torch."))
+            }
         if kind is torch.device:
             return {"__device__": str(value)}
         if kind in (bytes, bytearray):
@@ -303,14 +345,23 @@ class Encoder:
         tensor = torch.Tensor.detach(value)
         dtype = _DTYPE_NAMES.get(tensor.dtype)
         if dtype is None or tensor.layout != torch.strided or tensor.is_quantized:
-            raise ValueError(f"cannot send a tensor of dtype {tensor.dtype} / layout {tensor.layout}")
-        data = {"dtype": dtype, "shape": [int(size) for size in tensor.shape], "device": str(tensor.device),
-                "requires_grad": bool(value.requires_grad), "parameter": isinstance(value, torch.nn.Parameter)}
+            raise ValueError(
+                f"cannot send a tensor of dtype {tensor.dtype} / layout {tensor.layout}"
+            )
+        data = {
+            "dtype": dtype,
+            "shape": [int(size) for size in tensor.shape],
+            "device": str(tensor.device),
+            "requires_grad": bool(value.requires_grad),
+            "parameter": isinstance(value, torch.nn.Parameter),
+        }
         if tensor.device.type != "meta":
             # a fresh 1-D copy: views, odd strides (even a size-1 dimension's), conjugate bits all resolved
             flat = torch.empty(tensor.numel(), dtype=tensor.dtype)
             flat.copy_(tensor.to("cpu").resolve_conj().resolve_neg().reshape(-1))
-            self.blobs.append(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+            self.blobs.append(
+                flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+            )
             data["blob"] = len(self.blobs) - 1
         return data
 
@@ -319,8 +370,14 @@ class Encoder:
         if array.dtype.kind not in _NUMPY_KINDS:
             return {"__opaque__": f"numpy.ndarray of dtype {array.dtype}"}
         self.blobs.append(np.ascontiguousarray(array).tobytes())
-        return {"__ndarray__": {"dtype": array.dtype.str, "shape": list(array.shape), "blob": len(self.blobs) - 1,
-                                "scalar": isinstance(value, np.generic)}}
+        return {
+            "__ndarray__": {
+                "dtype": array.dtype.str,
+                "shape": list(array.shape),
+                "blob": len(self.blobs) - 1,
+                "scalar": isinstance(value, np.generic),
+            }
+        }
 
 
 class Decoder:
@@ -330,8 +387,13 @@ class Decoder:
     ``student_function``: returns the student's function for ``{"__student__": name}`` (the probe's side).
     """
 
-    def __init__(self, blobs: list[bytes], *, callback: Callable[[int], Callable] | None = None,
-                 student_function: Callable[[str], object] | None = None):
+    def __init__(
+        self,
+        blobs: list[bytes],
+        *,
+        callback: Callable[[int], Callable] | None = None,
+        student_function: Callable[[str], object] | None = None,
+    ):
         self.blobs = blobs
         self.callback = callback
         self.student_function = student_function
@@ -394,16 +456,26 @@ class Decoder:
             return self._blob(payload)
         if tag == "__opaque__" and type(payload) is str:
             return Unsupported(payload[:200])
-        if tag == "__student__" and type(payload) is str and self.student_function is not None:
+        if (
+            tag == "__student__"
+            and type(payload) is str
+            and self.student_function is not None
+        ):
             return self.student_function(payload)
         if tag == "__callback__" and type(payload) is int and self.callback is not None:
             return self.callback(payload)
         raise ProtocolError(f"unexpected tag {str(tag)[:40]!r}")
 
     def _blob(self, index) -> bytes:
-        if type(index) is not int or not 0 <= index < len(self.blobs) or index in self._used_blobs:
+        if (
+            type(index) is not int
+            or not 0 <= index < len(self.blobs)
+            or index in self._used_blobs
+        ):
             raise ProtocolError("bad blob index")
-        self._used_blobs.add(index)  # each blob once: no message may multiply its size in memory
+        self._used_blobs.add(
+            index
+        )  # each blob once: no message may multiply its size in memory
         return self.blobs[index]
 
     @staticmethod
@@ -415,8 +487,12 @@ class Decoder:
         numel = 1
         for size in shape:
             numel *= size
-        if numel > MAX_ELEMENTS:  # even on the meta device: refused before anything is made from it
-            raise ProtocolError(f"shape {shape[:8]} has more than {MAX_ELEMENTS} elements")
+        if (
+            numel > MAX_ELEMENTS
+        ):  # even on the meta device: refused before anything is made from it
+            raise ProtocolError(
+                f"shape {shape[:8]} has more than {MAX_ELEMENTS} elements"
+            )
         return shape
 
     @staticmethod
@@ -449,13 +525,21 @@ class Decoder:
             if numel == 0:
                 tensor = torch.empty(shape, dtype=dtype)
             else:
-                tensor = torch.frombuffer(bytearray(blob), dtype=torch.uint8).view(dtype).reshape(shape)
+                tensor = (
+                    torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+                    .view(dtype)
+                    .reshape(shape)
+                )
             if device.type != "cpu":
                 try:
                     tensor = tensor.to(device)
                 except (RuntimeError, AssertionError) as error:
-                    raise ProtocolError(f"device {device} is not available here: {error}") from None
-        if payload.get("requires_grad") is True and (dtype.is_floating_point or dtype.is_complex):
+                    raise ProtocolError(
+                        f"device {device} is not available here: {error}"
+                    ) from None
+        if payload.get("requires_grad") is True and (
+            dtype.is_floating_point or dtype.is_complex
+        ):
             tensor.requires_grad_(True)
         if payload.get("parameter") is True:
             tensor = torch.nn.Parameter(tensor, requires_grad=tensor.requires_grad)
@@ -483,14 +567,19 @@ class Decoder:
 # Exceptions as data
 # ---------------------------------------------------------------------------------------------
 
+
 def describe_exception(error: BaseException) -> dict:
     """An exception as plain data: its type's qualified name and its message (never the traceback)."""
     try:
         message = str(error)
     except Exception:  # noqa: BLE001 (a student's __str__ may fail)
         message = "<the exception's message could not be read>"
-    return {"type": type_name(error) if type(error).__module__ != "builtins" else type(error).__name__,
-            "message": message[:MAX_TEXT]}
+    return {
+        "type": type_name(error)
+        if type(error).__module__ != "builtins"
+        else type(error).__name__,
+        "message": message[:MAX_TEXT],
+    }
 
 
 class StudentError(RuntimeError):
@@ -511,7 +600,11 @@ def exception_from_data(data, known: dict[str, type] | None = None) -> Exception
     if known and name in known:
         return known[name](message)
     builtin = getattr(builtins, name, None) if "." not in name else None
-    if isinstance(builtin, type) and issubclass(builtin, Exception) and builtin is not StopIteration:
+    if (
+        isinstance(builtin, type)
+        and issubclass(builtin, Exception)
+        and builtin is not StopIteration
+    ):
         try:
             return builtin(message)
         except Exception:  # noqa: BLE001 (e.g. UnicodeDecodeError needs five arguments)

@@ -58,12 +58,15 @@ MAX_MESSAGE = 2000
 # The source notebook
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Cell:
     kind: str  # "setup", "answer" or "test"
     grade_id: str
     source: str
-    functions: list[str] = field(default_factory=list)  # answer cells: the functions they define
+    functions: list[str] = field(
+        default_factory=list
+    )  # answer cells: the functions they define
     points: float = 0.0  # test cells
 
 
@@ -84,13 +87,18 @@ class TestPlan:
     cells: list[Cell]
     functions: list[str]
     parts: list[Part]
-    parameters: dict[str, list[str]] = field(default_factory=dict)  # each function's parameter names
+    parameters: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # each function's parameter names
 
     @property
     def uses_meta_device(self) -> bool:
         """Whether a test calls on the meta device (the probe then imports torch._dynamo up front)."""
-        return any(cell.kind == "test" and ("meta" in cell.source or "strict_device" in cell.source)
-                   for cell in self.cells)
+        return any(
+            cell.kind == "test"
+            and ("meta" in cell.source or "strict_device" in cell.source)
+            for cell in self.cells
+        )
 
     @property
     def max_score(self) -> float:
@@ -100,18 +108,25 @@ class TestPlan:
     def from_source(cls, path: Path) -> TestPlan:
         nb = nbformat.read(path, as_version=4)
         cells, functions, parts, parameters = [], [], [], {}
-        last_test = max((index for index, cell in enumerate(nb.cells) if _is_test(cell)), default=-1)
+        last_test = max(
+            (index for index, cell in enumerate(nb.cells) if _is_test(cell)), default=-1
+        )
         for index, cell in enumerate(nb.cells):
             meta = cell.metadata.get("nbgrader", {})
             if cell.cell_type != "code" or index > last_test:
                 continue  # cells after the last test cannot change a grade
             grade_id = meta.get("grade_id", cell.get("id", f"cell{index}"))
             if meta.get("solution") and not meta.get("grade"):
-                definitions = [node for node in ast.parse(cell.source).body
-                               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+                definitions = [
+                    node
+                    for node in ast.parse(cell.source).body
+                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                ]
                 names = [node.name for node in definitions]
                 for node in definitions:
-                    parameters[node.name] = [arg.arg for arg in node.args.posonlyargs + node.args.args]
+                    parameters[node.name] = [
+                        arg.arg for arg in node.args.posonlyargs + node.args.args
+                    ]
                 cells.append(Cell("answer", grade_id, cell.source, functions=names))
                 functions += names
             elif _is_test(cell):
@@ -127,7 +142,11 @@ class TestPlan:
 
 def _is_test(cell) -> bool:
     meta = cell.metadata.get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+    return (
+        cell.cell_type == "code"
+        and bool(meta.get("grade"))
+        and not meta.get("solution")
+    )
 
 
 def _first_docstring_line(source: str) -> str:
@@ -150,15 +169,23 @@ def _plain(value):
     """An option of references_out_of_reach as JSON (names, flags, None)."""
     if isinstance(value, (list, tuple, set, frozenset)):
         return [str(item) for item in value]
-    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+    return (
+        value
+        if value is None or isinstance(value, (bool, int, float, str))
+        else str(value)
+    )
 
 
 @contextlib.contextmanager
 def _remembering_references_out_of_reach(*extra, **options):
     """``checks.references_out_of_reach`` that also tells the proxies which options are active
     (``extra`` names, and ``only`` / ``allow`` / ``strict_device`` or whatever else it accepts)."""
-    _ACTIVE_REFERENCES.append({"extra": [str(name) for name in extra],
-                               "options": {name: _plain(value) for name, value in options.items()}})
+    _ACTIVE_REFERENCES.append(
+        {
+            "extra": [str(name) for name in extra],
+            "options": {name: _plain(value) for name, value in options.items()},
+        }
+    )
     try:
         with _original_references_out_of_reach(*extra, **options):
             yield
@@ -193,6 +220,7 @@ def install_reference_recorder() -> None:
 # Proxies and the session of one submission
 # ---------------------------------------------------------------------------------------------
 
+
 class CallTimedOut(TimeoutError):
     """The student's function ran past the time its test cell had left."""
 
@@ -209,7 +237,11 @@ class StudentFunction:
         self.__name__ = self.__qualname__ = name
         # the source notebook's signature, so that the checks name arguments as they do in the notebook
         self.__signature__ = inspect.Signature(
-            [inspect.Parameter(parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD) for parameter in parameters])
+            [
+                inspect.Parameter(parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                for parameter in parameters
+            ]
+        )
 
     def __call__(self, *args, **kwargs):
         return self._session.call(self.__name__, args, kwargs)
@@ -218,8 +250,10 @@ class StudentFunction:
         return f"<the student's function {self.__name__}>"
 
 
-_KNOWN_EXCEPTIONS = {"rnn_course.checks.CheckFailed": checks.CheckFailed,
-                     "rnn_course.checks.ReferenceUsedError": checks.ReferenceUsedError}
+_KNOWN_EXCEPTIONS = {
+    "rnn_course.checks.CheckFailed": checks.CheckFailed,
+    "rnn_course.checks.ReferenceUsedError": checks.ReferenceUsedError,
+}
 _MEMORY_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
@@ -228,7 +262,9 @@ class WorkLimits:
     """What the grader spends on a student's requests (callbacks) within one test cell."""
 
     cpu_seconds: float = 10.0  # CPU time of all callbacks of one test cell together
-    memory_bytes: int = 512 << 20  # address space one callback may add to the grading process
+    memory_bytes: int = (
+        512 << 20
+    )  # address space one callback may add to the grading process
     result_bytes: int = 64 << 20  # tensor (and other) bytes one callback may send back
 
 
@@ -263,6 +299,7 @@ def _bounded(cpu_seconds: float, wall_seconds: float, memory_bytes: int):
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     used = _address_space()
     if timers:
+
         def expired(signum, frame):
             raise _GraderWorkTimeout("CPU time" if signum == signal.SIGPROF else "time")
 
@@ -270,7 +307,9 @@ def _bounded(cpu_seconds: float, wall_seconds: float, memory_bytes: int):
             handlers[signum] = signal.signal(signum, expired)
         signal.setitimer(signal.ITIMER_PROF, max(0.01, cpu_seconds))
         signal.setitimer(signal.ITIMER_REAL, max(0.01, wall_seconds))
-    limited = used > 0 and (hard == resource.RLIM_INFINITY or used + memory_bytes < hard)
+    limited = used > 0 and (
+        hard == resource.RLIM_INFINITY or used + memory_bytes < hard
+    )
     try:
         if limited:
             resource.setrlimit(resource.RLIMIT_AS, (used + memory_bytes, hard))
@@ -282,24 +321,37 @@ def _bounded(cpu_seconds: float, wall_seconds: float, memory_bytes: int):
             signal.setitimer(signal.ITIMER_PROF, 0)
             signal.setitimer(signal.ITIMER_REAL, 0)
             for signum, handler in handlers.items():
-                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+                signal.signal(
+                    signum, handler if handler is not None else signal.SIG_DFL
+                )
 
 
-def _argument_labels(args: tuple, kwargs: dict, parameters: list[str]) -> dict[int, tuple[str, str]]:
+def _argument_labels(
+    args: tuple, kwargs: dict, parameters: list[str]
+) -> dict[int, tuple[str, str]]:
     """id(tensor) -> (parameter name, how to name it in a message), for every tensor nested in the
     arguments (without recursion; the first place a tensor appears names it)."""
     labels: dict[int, tuple[str, str]] = {}
-    tops = [(parameters[index] if index < len(parameters) else f"argument {index + 1}", value)
-            for index, value in enumerate(args)] + list(kwargs.items())
+    tops = [
+        (
+            parameters[index] if index < len(parameters) else f"argument {index + 1}",
+            value,
+        )
+        for index, value in enumerate(args)
+    ] + list(kwargs.items())
     for name, value in tops:
         stack, seen = [(value, name)], 0
         while stack and seen < protocol.MAX_ITEMS:
             item, path = stack.pop()
             seen += 1
             if isinstance(item, torch.Tensor):
-                labels.setdefault(id(item), (name, path))  # named as checks.call_without_references names it
+                labels.setdefault(
+                    id(item), (name, path)
+                )  # named as checks.call_without_references names it
             elif type(item) in (list, tuple):
-                stack += [(child, f"{path}[{index}]") for index, child in enumerate(item)]
+                stack += [
+                    (child, f"{path}[{index}]") for index, child in enumerate(item)
+                ]
             elif type(item) is dict:
                 stack += [(child, f"{path}[{key!r}]") for key, child in item.items()]
     return labels
@@ -309,14 +361,24 @@ class Session:
     """The grader's side of one submission: its proxies, the time left in the current test cell, and
     what happened (timeouts, memory errors, the sandbox ending, a limit of the grader's own work)."""
 
-    def __init__(self, sandbox: Sandbox, namespace: dict, functions: list[str], cell_timeout: float,
-                 parameters: dict[str, list[str]] | None = None, limits: WorkLimits | None = None):
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        namespace: dict,
+        functions: list[str],
+        cell_timeout: float,
+        parameters: dict[str, list[str]] | None = None,
+        limits: WorkLimits | None = None,
+    ):
         self.sandbox = sandbox
         self.namespace = namespace
         self.cell_timeout = cell_timeout
         self.parameters = parameters or {}
         self.limits = limits or WorkLimits(cpu_seconds=cell_timeout)
-        self.proxies = {name: StudentFunction(self, name, self.parameters.get(name, [])) for name in functions}
+        self.proxies = {
+            name: StudentFunction(self, name, self.parameters.get(name, []))
+            for name in functions
+        }
         self.cell_deadline = float("inf")
         self.stopped: str | None = None  # why the sandbox is no longer usable
         self.call_timed_out = False
@@ -325,7 +387,9 @@ class Session:
         self.depth = 0
         self.calls = 0  # calls into the sandbox so far
         self.work_cpu = 0.0  # CPU seconds spent on callbacks in this test cell
-        self.work_failure: str | None = None  # a limit of the grader's work was reached in this test cell
+        self.work_failure: str | None = (
+            None  # a limit of the grader's work was reached in this test cell
+        )
 
     def start_cell(self) -> None:
         self.cell_deadline = time.monotonic() + self.cell_timeout
@@ -333,17 +397,28 @@ class Session:
         self.work_failure = None
 
     def _student_name(self, value) -> str | None:
-        return value.__name__ if isinstance(value, StudentFunction) and value._session is self else None
+        return (
+            value.__name__
+            if isinstance(value, StudentFunction) and value._session is self
+            else None
+        )
 
     def call(self, name: str, args: tuple, kwargs: dict):
         if self.stopped:
             raise SandboxGone(self.stopped)
         if self.depth > 20:
-            raise RecursionError("calls between the grader and the student's code nested too deeply")
+            raise RecursionError(
+                "calls between the grader and the student's code nested too deeply"
+            )
         references = dict(_ACTIVE_REFERENCES[-1]) if _ACTIVE_REFERENCES else None
         allowed = set(_ALLOWED_CHANGES[-1]) if _ALLOWED_CHANGES else set()
-        replaced = {other: self.namespace[other] for other in self.proxies
-                    if other != name and other in self.namespace and self.namespace[other] is not self.proxies[other]}
+        replaced = {
+            other: self.namespace[other]
+            for other in self.proxies
+            if other != name
+            and other in self.namespace
+            and self.namespace[other] is not self.proxies[other]
+        }
         timeout = self.cell_deadline - time.monotonic()
         if timeout <= 0:
             self.call_timed_out = True
@@ -352,8 +427,15 @@ class Session:
         self.calls += 1
         try:
             reply, decoder, encoder = self.sandbox.call(
-                name, args, kwargs, references=references, replaced=replaced, timeout=min(timeout, 1e6),
-                student_name=self._student_name, run_callback=self._run_callback)
+                name,
+                args,
+                kwargs,
+                references=references,
+                replaced=replaced,
+                timeout=min(timeout, 1e6),
+                student_name=self._student_name,
+                run_callback=self._run_callback,
+            )
         except SandboxTimeout as error:
             self.stopped = str(error)
             if self.sandbox.killed_at_deadline:
@@ -366,30 +448,46 @@ class Session:
             raise SandboxGone(self.stopped) from None
         finally:
             self.depth -= 1
-        if time.monotonic() > self.cell_deadline:  # the grader's clock, whatever the sandbox says
+        if (
+            time.monotonic() > self.cell_deadline
+        ):  # the grader's clock, whatever the sandbox says
             self.call_timed_out = True
-            raise CallTimedOut(f"{name} returned after the {self.cell_timeout:g} s its test cell may take")
+            raise CallTimedOut(
+                f"{name} returned after the {self.cell_timeout:g} s its test cell may take"
+            )
         if self.work_failure:  # even if the student's code caught the refusal
             raise checks.CheckFailed(self.work_failure)
         try:
             value = decoder.decode(reply.get("value")) if reply.get("ok") else None
-            changes = [self._changed(change, encoder) for change in reply.get("after", [])] if reply.get("ok") else []
+            changes = (
+                [self._changed(change, encoder) for change in reply.get("after", [])]
+                if reply.get("ok")
+                else []
+            )
         except protocol.ProtocolError as error:
-            raise checks.CheckFailed(f"the result of {name} could not be read: {error}") from None
+            raise checks.CheckFailed(
+                f"the result of {name} could not be read: {error}"
+            ) from None
         labels = _argument_labels(args, kwargs, self.parameters.get(name, []))
-        for original, change in changes:
+        for original, _change in changes:
             parameter, label = labels.get(id(original), ("", "an argument"))
             if parameter not in allowed:
                 raise checks.in_place_failure(name, label)
         for original, change in changes:
-            self._write_back(original, change, decoder)  # only what the test allowed to change
+            self._write_back(
+                original, change, decoder
+            )  # only what the test allowed to change
         if reply.get("ok"):
             return value
         if reply.get("timeout"):
             self.call_timed_out = True
-            raise CallTimedOut(f"{name} ran longer than the {self.cell_timeout:g} s a test cell may take")
+            raise CallTimedOut(
+                f"{name} ran longer than the {self.cell_timeout:g} s a test cell may take"
+            )
         error = protocol.exception_from_data(reply.get("error"), _KNOWN_EXCEPTIONS)
-        if isinstance(error, MemoryError) or any(word in str(error).lower() for word in _MEMORY_WORDS):
+        if isinstance(error, MemoryError) or any(
+            word in str(error).lower() for word in _MEMORY_WORDS
+        ):
             self.memory_error = True
         raise error
 
@@ -405,26 +503,36 @@ class Session:
         cpu_left = limits.cpu_seconds - self.work_cpu
         wall_left = self.cell_deadline - time.monotonic()
         if cpu_left <= 0 or wall_left <= 0:
-            self._refuse(f"the grader's own work for this test passed its limit of {limits.cpu_seconds:g} s "
-                         "of CPU time (requests from the notebook's code)")
+            self._refuse(
+                f"the grader's own work for this test passed its limit of {limits.cpu_seconds:g} s "
+                "of CPU time (requests from the notebook's code)"
+            )
         start = time.process_time()
         try:
             with _bounded(cpu_left, wall_left, limits.memory_bytes):
                 result = function(*args, **kwargs)
                 size = protocol.payload_bytes(result, limits.result_bytes)
         except _GraderWorkTimeout:
-            self._refuse(f"a request from the notebook's code made the grader work past its limit of "
-                         f"{limits.cpu_seconds:g} s of CPU time for this test")
+            self._refuse(
+                f"a request from the notebook's code made the grader work past its limit of "
+                f"{limits.cpu_seconds:g} s of CPU time for this test"
+            )
         except (MemoryError, RuntimeError) as error:
-            if not isinstance(error, MemoryError) and not any(word in str(error).lower() for word in _MEMORY_WORDS):
+            if not isinstance(error, MemoryError) and not any(
+                word in str(error).lower() for word in _MEMORY_WORDS
+            ):
                 raise
-            self._refuse(f"a request from the notebook's code would make the grader pass its memory limit of "
-                         f"{_size(limits.memory_bytes)} (are the arguments' shapes right?)")
+            self._refuse(
+                f"a request from the notebook's code would make the grader pass its memory limit of "
+                f"{_size(limits.memory_bytes)} (are the arguments' shapes right?)"
+            )
         finally:
             self.work_cpu += time.process_time() - start
         if size > limits.result_bytes:
-            self._refuse(f"a request from the notebook's code would make the grader send back more than its "
-                         f"limit of {_size(limits.result_bytes)} (are the arguments' shapes right?)")
+            self._refuse(
+                f"a request from the notebook's code would make the grader send back more than its "
+                f"limit of {_size(limits.result_bytes)} (are the arguments' shapes right?)"
+            )
         return result
 
     @staticmethod
@@ -435,10 +543,14 @@ class Session:
         return encoder.tensors[ref], change
 
     @staticmethod
-    def _write_back(original: torch.Tensor, change: dict, decoder: protocol.Decoder) -> None:
+    def _write_back(
+        original: torch.Tensor, change: dict, decoder: protocol.Decoder
+    ) -> None:
         """Apply an in-place change the test allowed (``modifies``) to the grader's tensor."""
         new = decoder.tensor(change.get("tensor"))
-        grad = decoder.tensor(change["grad"]) if change.get("grad") is not None else None
+        grad = (
+            decoder.tensor(change["grad"]) if change.get("grad") is not None else None
+        )
         if original.device.type == "meta":
             return
         with torch.no_grad():
@@ -447,13 +559,19 @@ class Session:
                 original.copy_(new)
             else:
                 original.data = new
-            if grad is not None and original.is_leaf and original.requires_grad and grad.shape == original.shape:
+            if (
+                grad is not None
+                and original.is_leaf
+                and original.requires_grad
+                and grad.shape == original.shape
+            ):
                 original.grad = grad.detach().to(original.device, original.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
 # Running the tests
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class PartResult:
@@ -491,15 +609,30 @@ def run_tests(plan: TestPlan, sandbox: Sandbox, cell_timeout: float) -> TestOutc
         error = _execute(cell, namespace)
         if cell.kind == "setup":
             if error is not None and session.calls == calls_before:
-                raise GraderError(f"setup cell {cell.grade_id} of the source notebook failed: "
-                                  f"{type(error).__name__}: {error}")
+                raise GraderError(
+                    f"setup cell {cell.grade_id} of the source notebook failed: "
+                    f"{type(error).__name__}: {error}"
+                )
             continue
         if error is None:
             results.append(PartResult(cell.grade_id, cell.points, cell.points, True))
         else:
-            results.append(PartResult(cell.grade_id, 0.0, cell.points, False, describe_failure(error, cell_timeout)))
-    return TestOutcome(results, session.call_timed_out, session.submission_timed_out, session.memory_error,
-                       session.stopped)
+            results.append(
+                PartResult(
+                    cell.grade_id,
+                    0.0,
+                    cell.points,
+                    False,
+                    describe_failure(error, cell_timeout),
+                )
+            )
+    return TestOutcome(
+        results,
+        session.call_timed_out,
+        session.submission_timed_out,
+        session.memory_error,
+        session.stopped,
+    )
 
 
 def _execute(cell: Cell, namespace: dict) -> BaseException | None:
@@ -507,7 +640,11 @@ def _execute(cell: Cell, namespace: dict) -> BaseException | None:
     sink = _Sink()
     try:
         code = compile(cell.source, f"<{cell.kind} cell {cell.grade_id}>", "exec")
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
             warnings.simplefilter("ignore")
             exec(code, namespace)  # noqa: S102 (the instructor's own test code)
     except KeyboardInterrupt:

@@ -68,9 +68,15 @@ class SandboxTimeout(RuntimeError):
 class SandboxSettings:
     """Limits of one submission's run. Times in seconds, sizes in MiB."""
 
-    cell_timeout: float = 30.0  # per notebook cell in nbgrader, and per test cell of the grader
-    submission_timeout: float = 300.0  # wall clock for the whole submission, kernel start included
-    memory_mb: int = 4096  # address space per process (RLIMIT_AS); torch + a kernel use about 1.5 GB
+    cell_timeout: float = (
+        30.0  # per notebook cell in nbgrader, and per test cell of the grader
+    )
+    submission_timeout: float = (
+        300.0  # wall clock for the whole submission, kernel start included
+    )
+    memory_mb: int = (
+        4096  # address space per process (RLIMIT_AS); torch + a kernel use about 1.5 GB
+    )
     processes: int = 512  # tasks (threads count) of the sandbox's uid
     file_mb: int = 64  # largest file a process may write
     scratch_mb: int = 512  # the writable scratch folder (tmpfs)
@@ -95,31 +101,66 @@ def check_sandbox_available() -> None:
         raise SandboxError(
             "bubblewrap (bwrap) is not installed, so student code cannot be confined. Install it "
             "(Debian/Ubuntu: apt-get install bubblewrap) or, knowing that student code will then run "
-            "with your rights, pass --no-sandbox.")
+            "with your rights, pass --no-sandbox."
+        )
     if os.geteuid() != 0:
         raise SandboxError(
             "sandboxed grading runs as root: it starts each sandbox as root and drops to an unprivileged "
             "uid inside, so that process limits apply (RLIMIT_NPROC is not enforced for root). Run it as "
-            "root (e.g. in a container or CI), or pass --no-sandbox.")
+            "root (e.g. in a container or CI), or pass --no-sandbox."
+        )
     try:
         confinement.seccomp_program()
     except confinement.ConfinementError as error:
-        raise SandboxError(f"{error}; or, knowing that student code will then run with your rights, pass "
-                           "--no-sandbox.") from None
-    trial = subprocess.run([bwrap_path(), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
-                            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--", "true"],
-                           capture_output=True, text=True, timeout=60)
+        raise SandboxError(
+            f"{error}; or, knowing that student code will then run with your rights, pass "
+            "--no-sandbox."
+        ) from None
+    trial = subprocess.run(
+        [
+            bwrap_path(),
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--die-with-parent",
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if trial.returncode != 0:
         raise SandboxError(
             f"bubblewrap is installed but cannot make a sandbox here ({trial.stderr.strip()[:300]}); in a "
-            "container it needs the right to create namespaces and mounts. Fix that, or pass --no-sandbox.")
+            "container it needs the right to create namespaces and mounts. Fix that, or pass --no-sandbox."
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # The bubblewrap command line
 # ---------------------------------------------------------------------------------------------
 
-SYSTEM_PATHS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/sys")
+SYSTEM_PATHS = (
+    "/usr",
+    "/etc",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/sys",
+)
 """The only parts of the host's file system a sandbox sees, read-only (besides what is bound back): the
 system, never users' files. Anything else (other checkouts of the course, /srv, /opt, /work, /var, /mnt...)
 is simply absent, so a copy of the solutions the grader does not know about cannot leak either."""
@@ -129,8 +170,13 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def bwrap_mounts(hidden: list[str], bind_back: list[str], secrets: list[str], settings: SandboxSettings,
-                 system: tuple[str, ...] = SYSTEM_PATHS) -> list[str]:
+def bwrap_mounts(
+    hidden: list[str],
+    bind_back: list[str],
+    secrets: list[str],
+    settings: SandboxSettings,
+    system: tuple[str, ...] = SYSTEM_PATHS,
+) -> list[str]:
     """The mount arguments: an empty root, the ``system`` folders read-only (``hidden`` folders inside them
     emptied), and ``bind_back`` (the Python installation, the virtual environment, the package) read-only.
 
@@ -145,32 +191,63 @@ def bwrap_mounts(hidden: list[str], bind_back: list[str], secrets: list[str], se
         elif os.path.isdir(path):
             arguments += ["--ro-bind", path, path]
             shown.append(os.path.realpath(path))
-    arguments += ["--dev", "/dev", "--proc", "/proc",
-                  "--size", str(settings.tmp_mb << 20), "--perms", "1777", "--tmpfs", "/dev/shm",
-                  "--size", str(settings.tmp_mb << 20), "--perms", "1777", "--tmpfs", "/tmp"]
+    arguments += [
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--size",
+        str(settings.tmp_mb << 20),
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/dev/shm",
+        "--size",
+        str(settings.tmp_mb << 20),
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/tmp",
+    ]
     # private folders that would be visible through a system folder: emptied (each only once)
-    hidden = sorted({os.path.realpath(path) for path in hidden if path and os.path.isdir(path)},
-                    key=lambda path: (path.count("/"), path))
-    hidden = [path for path in hidden if any(_inside(path, folder) and path != folder for folder in shown)]
-    hidden = [path for index, path in enumerate(hidden) if not any(_inside(path, other) for other in hidden[:index])]
+    hidden = sorted(
+        {os.path.realpath(path) for path in hidden if path and os.path.isdir(path)},
+        key=lambda path: (path.count("/"), path),
+    )
+    hidden = [
+        path
+        for path in hidden
+        if any(_inside(path, folder) and path != folder for folder in shown)
+    ]
+    hidden = [
+        path
+        for index, path in enumerate(hidden)
+        if not any(_inside(path, other) for other in hidden[:index])
+    ]
     for path in hidden:
         arguments += ["--tmpfs", path]
 
     def visible(path: str) -> bool:
         real = os.path.realpath(path)
-        return any(_inside(real, folder) for folder in shown) and not any(_inside(real, folder) for folder in hidden)
+        return any(_inside(real, folder) for folder in shown) and not any(
+            _inside(real, folder) for folder in hidden
+        )
 
     secrets = [os.path.realpath(path) for path in secrets if path]
     targets: list[tuple[str, str]] = []  # (source, target)
     for path in bind_back:
         if not path or not os.path.exists(path):
             continue
-        for source, target in {(os.path.realpath(path), os.path.realpath(path)),
-                               (os.path.realpath(path), os.path.abspath(path))}:
+        for source, target in {
+            (os.path.realpath(path), os.path.realpath(path)),
+            (os.path.realpath(path), os.path.abspath(path)),
+        }:
             for secret in secrets:
                 if _inside(secret, target) or _inside(secret, source):
-                    raise SandboxError(f"{path} would show {secret} to student code: keep the virtual "
-                                       "environment and the package outside the course's private folders")
+                    raise SandboxError(
+                        f"{path} would show {secret} to student code: keep the virtual "
+                        "environment and the package outside the course's private folders"
+                    )
             if not visible(target) and (source, target) not in targets:
                 targets.append((source, target))
     targets.sort(key=lambda pair: (pair[1].count("/"), pair[1]))
@@ -191,12 +268,15 @@ def bwrap_mounts(hidden: list[str], bind_back: list[str], secrets: list[str], se
 
 def gpu_devices() -> list[str]:
     """NVIDIA device files to pass through, so that CUDA works in the sandbox where the host has it."""
-    return sorted(str(path) for path in Path("/dev").glob("nvidia*") if not path.is_dir())
+    return sorted(
+        str(path) for path in Path("/dev").glob("nvidia*") if not path.is_dir()
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # One sandbox
 # ---------------------------------------------------------------------------------------------
+
 
 class Sandbox:
     """Runs one submission; the grader then calls its functions with :meth:`call`.
@@ -205,16 +285,30 @@ class Sandbox:
     kills whatever is left and removes the folder ``box``.
     """
 
-    def __init__(self, *, settings: SandboxSettings, box: Path, release_dir: Path, submission_dir: Path,
-                 assignment: str, uid: int | None, hidden: list[str] = (), bind_back: list[str] = (),
-                 secrets: list[str] = ()):
+    def __init__(
+        self,
+        *,
+        settings: SandboxSettings,
+        box: Path,
+        release_dir: Path,
+        submission_dir: Path,
+        assignment: str,
+        uid: int | None,
+        hidden: list[str] = (),
+        bind_back: list[str] = (),
+        secrets: list[str] = (),
+    ):
         self.settings = settings
         self.box = Path(box)
         self.release_dir = Path(release_dir)
         self.submission_dir = Path(submission_dir)
         self.assignment = assignment
         self.uid = uid
-        self.hidden, self.bind_back, self.secrets = list(hidden), list(bind_back), list(secrets)
+        self.hidden, self.bind_back, self.secrets = (
+            list(hidden),
+            list(bind_back),
+            list(secrets),
+        )
         self.process: subprocess.Popen | None = None
         self.report: dict = {}
         self.stderr_tail = b""
@@ -252,63 +346,151 @@ class Sandbox:
             fifos[name] = fd
         report_read, report_write = os.pipe()
         self._fds.append(report_read)
-        config = {"assignment": self.assignment, "report_fd": report_write, "warm_up": self.settings.warm_up,
-                  "cell_timeout": self.settings.cell_timeout, "submission_timeout": self.settings.submission_timeout,
-                  "max_output_bytes": self.settings.max_output_bytes,
-                  "limits": {"memory_mb": self.settings.memory_mb, "file_mb": self.settings.file_mb,
-                             "cpu_seconds": int(self.settings.submission_timeout) + 30,
-                             "processes": self.settings.processes if self.settings.use_bwrap else None,
-                             "memory_kind": "data" if self.settings.use_bwrap and gpu_devices() else "as"}}
+        config = {
+            "assignment": self.assignment,
+            "report_fd": report_write,
+            "warm_up": self.settings.warm_up,
+            "cell_timeout": self.settings.cell_timeout,
+            "submission_timeout": self.settings.submission_timeout,
+            "max_output_bytes": self.settings.max_output_bytes,
+            "limits": {
+                "memory_mb": self.settings.memory_mb,
+                "file_mb": self.settings.file_mb,
+                "cpu_seconds": int(self.settings.submission_timeout) + 30,
+                "processes": self.settings.processes
+                if self.settings.use_bwrap
+                else None,
+                "memory_kind": "data"
+                if self.settings.use_bwrap and gpu_devices()
+                else "as",
+            },
+        }
         pass_fds = [report_write]
         environment = self._environment(self.settings.threads)
         if self.settings.use_bwrap:
-            config.update(release_dir=f"{SANDBOX_ROOT}/release", submission_dir=f"{SANDBOX_ROOT}/submission",
-                          channel_dir=f"{SANDBOX_ROOT}/channel", work_dir=f"{SANDBOX_ROOT}/work",
-                          uid=self.uid, gid=self.uid)
+            config.update(
+                release_dir=f"{SANDBOX_ROOT}/release",
+                submission_dir=f"{SANDBOX_ROOT}/submission",
+                channel_dir=f"{SANDBOX_ROOT}/channel",
+                work_dir=f"{SANDBOX_ROOT}/work",
+                uid=self.uid,
+                gid=self.uid,
+            )
             # The mount list names the grader's folders: pass it through a file descriptor (bwrap --args),
             # so that it is not on the command line, which /proc shows inside the sandbox.
             arguments_fd = os.memfd_create("bwrap-arguments")
             arguments = self._bwrap_arguments(channel_dir)
-            os.write(arguments_fd, b"".join(argument.encode() + b"\0" for argument in arguments))
+            os.write(
+                arguments_fd,
+                b"".join(argument.encode() + b"\0" for argument in arguments),
+            )
             os.lseek(arguments_fd, 0, os.SEEK_SET)
-            filter_fd = confinement.seccomp_fd()  # installed by bwrap right before it starts the driver
+            filter_fd = (
+                confinement.seccomp_fd()
+            )  # installed by bwrap right before it starts the driver
             self._fds += [arguments_fd, filter_fd]
             pass_fds += [arguments_fd, filter_fd]
-            command = [bwrap_path() or "bwrap", "--args", str(arguments_fd), "--seccomp", str(filter_fd), "--",
-                       sys.executable, "-I", str(_DRIVER), json.dumps(config)]
-            self.cgroup = confinement.SubmissionCgroup.create(self.settings.memory_mb << 20, self.settings.processes)
-            if self.cgroup is not None:  # joined before bwrap starts: every process of the sandbox is in it
-                environment["RNN_COURSE_CGROUP_PROCS"] = " ".join(self.cgroup.procs_files)
+            command = [
+                bwrap_path() or "bwrap",
+                "--args",
+                str(arguments_fd),
+                "--seccomp",
+                str(filter_fd),
+                "--",
+                sys.executable,
+                "-I",
+                str(_DRIVER),
+                json.dumps(config),
+            ]
+            self.cgroup = confinement.SubmissionCgroup.create(
+                self.settings.memory_mb << 20, self.settings.processes
+            )
+            if (
+                self.cgroup is not None
+            ):  # joined before bwrap starts: every process of the sandbox is in it
+                environment["RNN_COURSE_CGROUP_PROCS"] = " ".join(
+                    self.cgroup.procs_files
+                )
                 command = ["/bin/sh", "-c", confinement.JOIN_CGROUP, "sh", *command]
         else:
             work = self.box / "work"
             work.mkdir(mode=0o700)
-            config.update(release_dir=str(self.release_dir), submission_dir=str(self.submission_dir),
-                          channel_dir=str(channel_dir), work_dir=str(work), uid=None)
+            config.update(
+                release_dir=str(self.release_dir),
+                submission_dir=str(self.submission_dir),
+                channel_dir=str(channel_dir),
+                work_dir=str(work),
+                uid=None,
+            )
             command = [sys.executable, "-I", str(_DRIVER), json.dumps(config)]
         try:
             self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                pass_fds=pass_fds, start_new_session=True, env=environment, cwd="/")
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=pass_fds,
+                start_new_session=True,
+                env=environment,
+                cwd="/",
+            )
         finally:
             os.close(report_write)
         self.started = time.monotonic()
         self.deadline = self.started + self.settings.submission_timeout
         self._drain(self.process.stderr, tail=64 << 10)
         self._drain_report(report_read)
-        self.channel = protocol.Channel(fifos["from_probe"], fifos["to_probe"], blocking=False, alive=self.running)
+        self.channel = protocol.Channel(
+            fifos["from_probe"], fifos["to_probe"], blocking=False, alive=self.running
+        )
 
     def _bwrap_arguments(self, channel_dir: Path) -> list[str]:
-        command = ["--die-with-parent", "--new-session", "--unsetenv", "RNN_COURSE_CGROUP_PROCS", "--unshare-net", "--unshare-pid",
-                   "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
-                   "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        command += bwrap_mounts(self.hidden, self.bind_back + [str(_DRIVER.parent.parent)], self.secrets,
-                                self.settings)
-        command += ["--perms", "0755", "--dir", SANDBOX_ROOT,
-                    "--ro-bind", str(self.release_dir), f"{SANDBOX_ROOT}/release",
-                    "--ro-bind", str(self.submission_dir), f"{SANDBOX_ROOT}/submission",
-                    "--ro-bind", str(channel_dir), f"{SANDBOX_ROOT}/channel",
-                    "--size", str(self.settings.scratch_mb << 20), "--perms", "1777", "--tmpfs", f"{SANDBOX_ROOT}/work"]
+        command = [
+            "--die-with-parent",
+            "--new-session",
+            "--unsetenv",
+            "RNN_COURSE_CGROUP_PROCS",
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname",
+            "sandbox",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CAP_SETUID",
+            "--cap-add",
+            "CAP_SETGID",
+        ]
+        command += bwrap_mounts(
+            self.hidden,
+            self.bind_back + [str(_DRIVER.parent.parent)],
+            self.secrets,
+            self.settings,
+        )
+        command += [
+            "--perms",
+            "0755",
+            "--dir",
+            SANDBOX_ROOT,
+            "--ro-bind",
+            str(self.release_dir),
+            f"{SANDBOX_ROOT}/release",
+            "--ro-bind",
+            str(self.submission_dir),
+            f"{SANDBOX_ROOT}/submission",
+            "--ro-bind",
+            str(channel_dir),
+            f"{SANDBOX_ROOT}/channel",
+            "--size",
+            str(self.settings.scratch_mb << 20),
+            "--perms",
+            "1777",
+            "--tmpfs",
+            f"{SANDBOX_ROOT}/work",
+        ]
         for device in gpu_devices():
             command += ["--dev-bind", device, device]
         command += ["--remount-ro", "/", "--chdir", f"{SANDBOX_ROOT}/work"]
@@ -321,12 +503,18 @@ class Sandbox:
         The thread count keeps parallel sandboxes from oversubscribing the cores: OpenMP threads that
         spin-wait for work would burn the CPU time the other workers need.
         """
-        environment = {"PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
-                       "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-                       "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                       # glibc reserves 64 MiB of address space per thread arena: keep that from
-                       # counting against the memory limit (RLIMIT_AS) on machines with many cores
-                       "MALLOC_ARENA_MAX": "2"}
+        environment = {
+            "PATH": os.pathsep.join(
+                [os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]
+            ),
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            # glibc reserves 64 MiB of address space per thread arena: keep that from
+            # counting against the memory limit (RLIMIT_AS) on machines with many cores
+            "MALLOC_ARENA_MAX": "2",
+        }
         for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"):
             if name in os.environ:
                 environment[name] = os.environ[name]
@@ -335,10 +523,15 @@ class Sandbox:
     def _drain(self, stream, tail: int) -> None:
         def keep_tail():
             while True:
-                chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+                chunk = (
+                    stream.read1(65536)
+                    if hasattr(stream, "read1")
+                    else stream.read(65536)
+                )
                 if not chunk:
                     break
                 self.stderr_tail = (self.stderr_tail + chunk)[-tail:]
+
         thread = threading.Thread(target=keep_tail, daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -354,6 +547,7 @@ class Sandbox:
                     break
                 if len(self._report_bytes) < (1 << 20):
                     self._report_bytes += chunk
+
         thread = threading.Thread(target=read_report, daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -370,17 +564,35 @@ class Sandbox:
             kind, body, _ = self.channel.receive(deadline=self.deadline)
         except protocol.ChannelTimeout:
             self.kill(at_deadline=True)
-            raise SandboxTimeout("the submission ran out of time before all its cells had run") from None
+            raise SandboxTimeout(
+                "the submission ran out of time before all its cells had run"
+            ) from None
         except protocol.ProtocolError as error:
             self.kill()
-            raise SandboxEnded(f"the notebook stopped before the grader could call its functions ({error})") from None
-        if kind != "ready" or not isinstance(body, dict) or body.get("version") != protocol.VERSION:
+            raise SandboxEnded(
+                f"the notebook stopped before the grader could call its functions ({error})"
+            ) from None
+        if (
+            kind != "ready"
+            or not isinstance(body, dict)
+            or body.get("version") != protocol.VERSION
+        ):
             self.kill()
             raise SandboxEnded("the grader's cell did not start as written")
 
     # -- calls -------------------------------------------------------------------------------------
-    def call(self, name: str, args: tuple, kwargs: dict, *, references: dict | None, replaced: dict,
-             timeout: float, student_name, run_callback) -> tuple[dict, protocol.Decoder, protocol.Encoder]:
+    def call(
+        self,
+        name: str,
+        args: tuple,
+        kwargs: dict,
+        *,
+        references: dict | None,
+        replaced: dict,
+        timeout: float,
+        student_name,
+        run_callback,
+    ) -> tuple[dict, protocol.Decoder, protocol.Encoder]:
         """Ask the probe to call the student's function ``name``; returns (reply, decoder, encoder).
 
         ``replaced`` maps student function names to the grader's objects bound to them in the test's
@@ -392,8 +604,14 @@ class Sandbox:
         encoder = protocol.Encoder(callbacks=callbacks, student_name=student_name)
         call_id = self._next_id
         self._next_id += 1
-        body = {"id": call_id, "name": name, "args": encoder.encode(list(args)), "kwargs": encoder.encode(dict(kwargs)),
-                "references": references, "timeout": timeout}
+        body = {
+            "id": call_id,
+            "name": name,
+            "args": encoder.encode(list(args)),
+            "kwargs": encoder.encode(dict(kwargs)),
+            "references": references,
+            "timeout": timeout,
+        }
         body["replaced"] = {}
         for replaced_name, obj in replaced.items():
             callbacks.append(obj)
@@ -405,22 +623,33 @@ class Sandbox:
             self.channel.send("call", body, encoder.blobs, deadline=deadline)
             while True:
                 kind, reply, blobs = self.channel.receive(deadline=deadline)
-                if kind == "result" and isinstance(reply, dict) and reply.get("id") == call_id:
+                if (
+                    kind == "result"
+                    and isinstance(reply, dict)
+                    and reply.get("id") == call_id
+                ):
                     return reply, protocol.Decoder(blobs), encoder
                 if kind == "callback" and isinstance(reply, dict):
-                    self._answer_callback(reply, blobs, callbacks, student_name, run_callback, deadline)
+                    self._answer_callback(
+                        reply, blobs, callbacks, student_name, run_callback, deadline
+                    )
                     continue
                 raise protocol.ProtocolError(f"unexpected message {str(kind)[:40]!r}")
         except protocol.ChannelTimeout:
             at_deadline = deadline >= self.deadline
             self.kill(at_deadline=at_deadline)
-            raise SandboxTimeout("the submission ran out of time" if at_deadline else
-                                 f"{name} did not return within the time limit and could not be interrupted") from None
+            raise SandboxTimeout(
+                "the submission ran out of time"
+                if at_deadline
+                else f"{name} did not return within the time limit and could not be interrupted"
+            ) from None
         except protocol.ProtocolError as error:
             self.kill()
             raise SandboxEnded(str(error)) from None
 
-    def _answer_callback(self, request: dict, blobs, callbacks, student_name, run_callback, deadline) -> None:
+    def _answer_callback(
+        self, request: dict, blobs, callbacks, student_name, run_callback, deadline
+    ) -> None:
         index = request.get("callback")
         encoder = protocol.Encoder(callbacks=callbacks, student_name=student_name)
         answer = {"id": request.get("id")}
@@ -430,9 +659,16 @@ class Sandbox:
             decoder = protocol.Decoder(blobs)
             args = decoder.decode(request.get("args"))
             kwargs = decoder.decode(request.get("kwargs"))
-            if type(args) is not list or type(kwargs) is not dict or not all(type(key) is str for key in kwargs):
+            if (
+                type(args) is not list
+                or type(kwargs) is not dict
+                or not all(type(key) is str for key in kwargs)
+            ):
                 raise protocol.ProtocolError("malformed callback arguments")
-            answer.update(ok=True, value=encoder.encode(run_callback(callbacks[index], args, kwargs)))
+            answer.update(
+                ok=True,
+                value=encoder.encode(run_callback(callbacks[index], args, kwargs)),
+            )
         except protocol.ProtocolError:
             raise
         except Exception as error:  # noqa: BLE001 (the grader's function raised: the student's code sees it)
@@ -460,7 +696,9 @@ class Sandbox:
         for thread in self._threads:
             thread.join(timeout=5.0)
         try:
-            self.report = json.loads(bytes(self._report_bytes)) if self._report_bytes else {}
+            self.report = (
+                json.loads(bytes(self._report_bytes)) if self._report_bytes else {}
+            )
         except ValueError:
             self.report = {"errors": ["the sandbox's report was not readable"]}
         if not isinstance(self.report, dict):

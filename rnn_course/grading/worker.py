@@ -20,7 +20,13 @@ from . import report, skip_slow_imports
 
 skip_slow_imports()  # before runner imports nbformat (a spawned worker imports this module first)
 
-from .runner import PartResult, TestOutcome, TestPlan, install_reference_recorder, run_tests  # noqa: E402
+from .runner import (  # noqa: E402
+    PartResult,
+    TestOutcome,
+    TestPlan,
+    install_reference_recorder,
+    run_tests,
+)  # noqa: E402
 from .sandbox import Sandbox, SandboxEnded, SandboxSettings, SandboxTimeout  # noqa: E402
 
 _STATE: dict = {}
@@ -33,7 +39,9 @@ def init_worker(use_bwrap: bool) -> None:
     import torch
     import torch._dynamo  # noqa: F401 (imported by the first meta-device test otherwise: 2 s inside a test's time)
 
-    torch.set_num_threads(1)  # the tests' references are small; leave the cores to the sandboxes
+    torch.set_num_threads(
+        1
+    )  # the tests' references are small; leave the cores to the sandboxes
     install_reference_recorder()
     _STATE.clear()
     if use_bwrap:
@@ -63,9 +71,17 @@ def grade_submission(config: dict, job: dict) -> dict:
         _copy_files(job, files)
         ready_error: BaseException | None = None
         outcome: TestOutcome | None = None
-        with Sandbox(settings=settings, box=box, release_dir=Path(_STATE["release_dir"]), submission_dir=files,
-                     assignment=_STATE["assignment"], uid=job.get("uid"), hidden=_STATE["hidden"],
-                     bind_back=_STATE["bind_back"], secrets=_STATE["secrets"]) as sandbox:
+        with Sandbox(
+            settings=settings,
+            box=box,
+            release_dir=Path(_STATE["release_dir"]),
+            submission_dir=files,
+            assignment=_STATE["assignment"],
+            uid=job.get("uid"),
+            hidden=_STATE["hidden"],
+            bind_back=_STATE["bind_back"],
+            secrets=_STATE["secrets"],
+        ) as sandbox:
             times = [time.monotonic()]
             cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             sandbox.start()
@@ -80,16 +96,36 @@ def grade_submission(config: dict, job: dict) -> dict:
             sandbox_report = sandbox.finish()
             times.append(time.monotonic())
             killed_at_deadline = sandbox.killed_at_deadline
-            sandbox_report["cgroup_oom_kills"] = sandbox.oom_kills  # the grader's own reading of the cgroup
+            sandbox_report["cgroup_oom_kills"] = (
+                sandbox.oom_kills
+            )  # the grader's own reading of the cgroup
             log = _log(sandbox_report, sandbox.stderr_tail, times)
             cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu_seconds = cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
-            cpu_text = "" if settings.use_bwrap else f", CPU time {cpu_seconds:.1f} s"  # (bwrap hides it)
-            log = (f"sandbox exit status: {sandbox.process.returncode}{cpu_text}, kernel's peak address space "
-                   f"{sandbox.goodbye.get('memory_peak_kb')} kB\n" + log)
+            cpu_seconds = (
+                cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+            )
+            cpu_text = (
+                "" if settings.use_bwrap else f", CPU time {cpu_seconds:.1f} s"
+            )  # (bwrap hides it)
+            log = (
+                f"sandbox exit status: {sandbox.process.returncode}{cpu_text}, kernel's peak address space "
+                f"{sandbox.goodbye.get('memory_peak_kb')} kB\n" + log
+            )
             if ready_error is not None:
-                log = f"before the tests: {type(ready_error).__name__}: {ready_error}\n" + log
-        return decide(job, plan, settings, outcome, ready_error, sandbox_report, killed_at_deadline, log).to_dict()
+                log = (
+                    f"before the tests: {type(ready_error).__name__}: {ready_error}\n"
+                    + log
+                )
+        return decide(
+            job,
+            plan,
+            settings,
+            outcome,
+            ready_error,
+            sandbox_report,
+            killed_at_deadline,
+            log,
+        ).to_dict()
     finally:
         shutil.rmtree(files, ignore_errors=True)
 
@@ -101,68 +137,150 @@ def _copy_files(job: dict, folder: Path) -> None:
     for name, path in job["files"].items():
         if name.endswith(".ipynb") and name != job["notebook"]:
             continue  # other notebooks are not graded (nbgrader would skip them too)
-        target = folder / (job["expected_notebook"] if name == job["notebook"] else name)
+        target = folder / (
+            job["expected_notebook"] if name == job["notebook"] else name
+        )
         shutil.copyfile(path, target, follow_symlinks=False)
         os.chmod(target, 0o644)
 
 
 def _log(sandbox_report: dict, stderr_tail: bytes, times: list[float]) -> str:
-    steps = ", ".join(f"{name} {end - start:.1f} s" for name, start, end in
-                      zip(("notebook run until the probe was ready", "tests", "finish"), times, times[1:]))
-    return (f"times: {steps}\n\nsandbox report:\n" + json.dumps(sandbox_report, indent=1, sort_keys=True)
-            + "\n\nsandbox stderr (last part):\n" + stderr_tail.decode("utf-8", "replace"))
+    steps = ", ".join(
+        f"{name} {end - start:.1f} s"
+        for name, start, end in zip(
+            ("notebook run until the probe was ready", "tests", "finish"),
+            times,
+            times[1:],
+        )
+    )
+    return (
+        f"times: {steps}\n\nsandbox report:\n"
+        + json.dumps(sandbox_report, indent=1, sort_keys=True)
+        + "\n\nsandbox stderr (last part):\n"
+        + stderr_tail.decode("utf-8", "replace")
+    )
 
 
-def decide(job: dict, plan: TestPlan, settings: SandboxSettings, outcome: TestOutcome | None,
-           ready_error: BaseException | None, sandbox_report: dict, killed_at_deadline: bool, log: str) -> report.Row:
+def decide(
+    job: dict,
+    plan: TestPlan,
+    settings: SandboxSettings,
+    outcome: TestOutcome | None,
+    ready_error: BaseException | None,
+    sandbox_report: dict,
+    killed_at_deadline: bool,
+    log: str,
+) -> report.Row:
     """The row: scores from the grader's own tests; the status from what the grader saw, refined by the
     sandbox's (advisory) report. Statuses in priority order: the worst thing that happened wins."""
     errors = " ".join(str(error) for error in sandbox_report.get("errors", []))
-    dead_kernel = bool(sandbox_report.get("dead_kernel")) or "DeadKernelError" in errors or "Kernel died" in errors
-    cgroup_oom = bool(sandbox_report.get("cgroup_oom_kills"))  # set by the grader, not the sandbox
-    memory = cgroup_oom or bool(sandbox_report.get("memory_errors")) or bool(outcome and outcome.memory_error)
-    cell_timeouts = bool(sandbox_report.get("timeouts")) or bool(outcome and outcome.call_timed_out)
-    submission_timeout = (killed_at_deadline or isinstance(ready_error, SandboxTimeout)
-                          or bool(outcome and outcome.submission_timed_out))
-    stopped_early = isinstance(ready_error, SandboxEnded) or bool(outcome and outcome.stopped)
+    dead_kernel = (
+        bool(sandbox_report.get("dead_kernel"))
+        or "DeadKernelError" in errors
+        or "Kernel died" in errors
+    )
+    cgroup_oom = bool(
+        sandbox_report.get("cgroup_oom_kills")
+    )  # set by the grader, not the sandbox
+    memory = (
+        cgroup_oom
+        or bool(sandbox_report.get("memory_errors"))
+        or bool(outcome and outcome.memory_error)
+    )
+    cell_timeouts = bool(sandbox_report.get("timeouts")) or bool(
+        outcome and outcome.call_timed_out
+    )
+    submission_timeout = (
+        killed_at_deadline
+        or isinstance(ready_error, SandboxTimeout)
+        or bool(outcome and outcome.submission_timed_out)
+    )
+    stopped_early = isinstance(ready_error, SandboxEnded) or bool(
+        outcome and outcome.stopped
+    )
 
     if outcome is not None:
         parts = outcome.parts
     else:
-        reason = ("the notebook ran out of time before the grader could call its functions" if submission_timeout
-                  else "the grader could not call the notebook's functions")
-        parts = [PartResult(part.grade_id, 0.0, part.points, False, f"not graded: {reason}") for part in plan.parts]
+        reason = (
+            "the notebook ran out of time before the grader could call its functions"
+            if submission_timeout
+            else "the grader could not call the notebook's functions"
+        )
+        parts = [
+            PartResult(part.grade_id, 0.0, part.points, False, f"not graded: {reason}")
+            for part in plan.parts
+        ]
 
     if submission_timeout:
-        status, message = report.TIMED_OUT_SUBMISSION, (
-            f"the submission ran out of the {settings.submission_timeout:g} s it may take; parts not tested by "
-            "then score 0")
+        status, message = (
+            report.TIMED_OUT_SUBMISSION,
+            (
+                f"the submission ran out of the {settings.submission_timeout:g} s it may take; parts not tested by "
+                "then score 0"
+            ),
+        )
     elif stopped_early and memory:
-        status, message = report.OUT_OF_MEMORY, "the kernel ran out of memory and stopped"
-    elif stopped_early and not sandbox_report.get("executed") and sandbox_report.get("nbgrader_ok") is False:
-        status, message = report.INVALID, "nbgrader could not process the notebook (see the grading log)"
+        status, message = (
+            report.OUT_OF_MEMORY,
+            "the kernel ran out of memory and stopped",
+        )
+    elif (
+        stopped_early
+        and not sandbox_report.get("executed")
+        and sandbox_report.get("nbgrader_ok") is False
+    ):
+        status, message = (
+            report.INVALID,
+            "nbgrader could not process the notebook (see the grading log)",
+        )
     elif stopped_early and dead_kernel:
-        status, message = report.KERNEL_DIED, (
-            "the kernel died (os._exit, a crash, or a limit on CPU time or processes); parts not tested by then "
-            "score 0")
+        status, message = (
+            report.KERNEL_DIED,
+            (
+                "the kernel died (os._exit, a crash, or a limit on CPU time or processes); parts not tested by then "
+                "score 0"
+            ),
+        )
     elif stopped_early and cell_timeouts:
-        status, message = report.TIMED_OUT_CELL, (
-            f"a cell or a test ran out of the {settings.cell_timeout:g} s it may take and did not stop when "
-            "interrupted, so the notebook was stopped there; parts not tested by then score 0")
+        status, message = (
+            report.TIMED_OUT_CELL,
+            (
+                f"a cell or a test ran out of the {settings.cell_timeout:g} s it may take and did not stop when "
+                "interrupted, so the notebook was stopped there; parts not tested by then score 0"
+            ),
+        )
     elif stopped_early and not sandbox_report.get("nbgrader_ok"):
-        status, message = report.KERNEL_DIED, (
-            "the notebook's run stopped before the grader could call its functions (see the grading log)")
+        status, message = (
+            report.KERNEL_DIED,
+            (
+                "the notebook's run stopped before the grader could call its functions (see the grading log)"
+            ),
+        )
     elif memory:
-        status, message = report.OUT_OF_MEMORY, (
-            f"the submission's processes together hit the memory limit of {settings.memory_mb} MiB" if cgroup_oom
-            else f"the notebook hit the memory limit of {settings.memory_mb} MiB")
+        status, message = (
+            report.OUT_OF_MEMORY,
+            (
+                f"the submission's processes together hit the memory limit of {settings.memory_mb} MiB"
+                if cgroup_oom
+                else f"the notebook hit the memory limit of {settings.memory_mb} MiB"
+            ),
+        )
     elif cell_timeouts:
-        status, message = report.TIMED_OUT_CELL, (
-            f"a cell or a test ran out of the {settings.cell_timeout:g} s it may take; that part scores 0")
+        status, message = (
+            report.TIMED_OUT_CELL,
+            (
+                f"a cell or a test ran out of the {settings.cell_timeout:g} s it may take; that part scores 0"
+            ),
+        )
     elif stopped_early:
-        status, message = report.GRADED, (
-            "the grader's last cell did not run as written (does the notebook change how cells run?): "
-            "no part could be tested")
+        status, message = (
+            report.GRADED,
+            (
+                "the grader's last cell did not run as written (does the notebook change how cells run?): "
+                "no part could be tested"
+            ),
+        )
     elif job.get("tampered"):
         status, message = report.TAMPERED, ""
     elif job.get("renamed_from"):
@@ -176,7 +294,24 @@ def decide(job: dict, plan: TestPlan, settings: SandboxSettings, outcome: TestOu
         notes.append(f"graded {job['renamed_from']} as {job['expected_notebook']}")
     message = "; ".join(text for text in [message, *notes] if text)
     descriptions = {part.grade_id: part.description for part in plan.parts}
-    feedback = [report.PartFeedback(part.grade_id, descriptions.get(part.grade_id, ""), part.points, part.max_points,
-                                    part.message) for part in parts]
-    return report.Row(job["student"], _STATE.get("assignment", ""), status, message,
-                      sum(part.points for part in parts), plan.max_score, feedback, job.get("fingerprint", ""), log)
+    feedback = [
+        report.PartFeedback(
+            part.grade_id,
+            descriptions.get(part.grade_id, ""),
+            part.points,
+            part.max_points,
+            part.message,
+        )
+        for part in parts
+    ]
+    return report.Row(
+        job["student"],
+        _STATE.get("assignment", ""),
+        status,
+        message,
+        sum(part.points for part in parts),
+        plan.max_score,
+        feedback,
+        job.get("fingerprint", ""),
+        log,
+    )

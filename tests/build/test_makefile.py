@@ -6,12 +6,18 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PACKAGE_FILES = ["rnn_course/cell.py", "rnn_course/bptt.py", "rnn_course/data/seattle-weather.csv",
-                 "rnn_course/data/hamlet_gut.txt"]
+PACKAGE_FILES = [
+    "rnn_course/cell.py",
+    "rnn_course/bptt.py",
+    "rnn_course/data/seattle-weather.csv",
+    "rnn_course/data/hamlet_gut.txt",
+]
 
 
 def dry_run(*arguments):
-    result = subprocess.run(["make", "--dry-run", *arguments], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        ["make", "--dry-run", *arguments], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 

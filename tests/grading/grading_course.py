@@ -51,8 +51,11 @@ def gradebook_scores(course: Path, check_integrity: bool = False) -> dict[str, f
     with sqlite3.connect(course / "gradebook.db") as db:
         if check_integrity:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        return dict(db.execute(
-            "SELECT student.id, SUM(grade.auto_score) FROM grade "
-            "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
-            "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
-            "JOIN student ON submitted_assignment.student_id = student.id GROUP BY student.id").fetchall())
+        return dict(
+            db.execute(
+                "SELECT student.id, SUM(grade.auto_score) FROM grade "
+                "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
+                "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
+                "JOIN student ON submitted_assignment.student_id = student.id GROUP BY student.id"
+            ).fetchall()
+        )

@@ -18,7 +18,7 @@ from rnn_course.grading.sandbox import bwrap_path
 
 # Inside the sandbox: try each call the filter must deny (by x86_64 number, with harmless arguments)
 # and a few it must allow; print {name: errno or 0}.
-PROBE = r'''
+PROBE = r"""
 import ctypes, json, os, threading
 libc = ctypes.CDLL(None, use_errno=True)
 def attempt(number, *args):
@@ -55,23 +55,57 @@ thread.start()
 thread.join()
 found["threads work"] = True
 print(json.dumps(found))
-'''
+"""
 
-DENIED_WITH_EPERM = ["add_key", "request_key", "keyctl", "unshare", "clone(CLONE_NEWUSER)", "clone(CLONE_NEWNET)",
-                     "setns", "mount", "ptrace", "process_vm_readv", "bpf", "perf_event_open", "userfaultfd",
-                     "io_uring_setup", "kcmp", "open_by_handle_at", "syslog"]
+DENIED_WITH_EPERM = [
+    "add_key",
+    "request_key",
+    "keyctl",
+    "unshare",
+    "clone(CLONE_NEWUSER)",
+    "clone(CLONE_NEWNET)",
+    "setns",
+    "mount",
+    "ptrace",
+    "process_vm_readv",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "io_uring_setup",
+    "kcmp",
+    "open_by_handle_at",
+    "syslog",
+]
 
 
 def run_in_bwrap(code: str, *, with_filter: bool) -> dict:
     fds = []
-    command = [bwrap_path(), "--die-with-parent", "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/",
-               "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    command = [
+        bwrap_path(),
+        "--die-with-parent",
+        "--unshare-pid",
+        "--unshare-net",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+    ]
     if with_filter:
         fds.append(confinement.seccomp_fd())
         command += ["--seccomp", str(fds[0])]
     try:
-        done = subprocess.run(command + ["--", sys.executable, "-I", "-c", code], capture_output=True, text=True,
-                              pass_fds=fds, timeout=120)
+        done = subprocess.run(
+            command + ["--", sys.executable, "-I", "-c", code],
+            capture_output=True,
+            text=True,
+            pass_fds=fds,
+            timeout=120,
+        )
     finally:
         for fd in fds:
             os.close(fd)
@@ -82,8 +116,12 @@ def run_in_bwrap(code: str, *, with_filter: bool) -> dict:
 def test_the_filter_denies_what_container_runtimes_deny_and_allows_processes_and_threads():
     require_sandbox()
     found = run_in_bwrap(PROBE, with_filter=True)
-    assert {name: found[name] for name in DENIED_WITH_EPERM} == {name: errno.EPERM for name in DENIED_WITH_EPERM}
-    assert found["clone3"] == errno.ENOSYS  # so that glibc falls back to clone, whose flags the filter reads
+    assert {name: found[name] for name in DENIED_WITH_EPERM} == {
+        name: errno.EPERM for name in DENIED_WITH_EPERM
+    }
+    assert (
+        found["clone3"] == errno.ENOSYS
+    )  # so that glibc falls back to clone, whose flags the filter reads
     assert found["fork works"] and found["threads work"]
 
 
@@ -92,18 +130,48 @@ def test_without_the_filter_the_keyring_is_reachable_in_the_same_sandbox():
     require_sandbox()
     keyring_only = PROBE.split("found = {")[0] + (
         'print(json.dumps({"keyctl": attempt(250, 0, -4, 0), '
-        '"add_key": attempt(248, b"user", b"probe", b"secret", 6, -4)}))\n')
+        '"add_key": attempt(248, b"user", b"probe", b"secret", 6, -4)}))\n'
+    )
     found = run_in_bwrap(keyring_only, with_filter=False)
     assert found == {"keyctl": 0, "add_key": 0}
 
 
 def test_the_filter_names_every_call_the_issue_lists():
-    listed = {"keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd", "ptrace",
-              "process_vm_readv", "process_vm_writev", "kcmp", "mount", "umount2", "pivot_root", "unshare", "setns",
-              "open_by_handle_at", "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
-              "syslog", "acct", "swapon", "reboot", "io_uring_setup", "io_uring_enter", "io_uring_register"}
+    listed = {
+        "keyctl",
+        "add_key",
+        "request_key",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "kcmp",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "unshare",
+        "setns",
+        "open_by_handle_at",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "kexec_load",
+        "kexec_file_load",
+        "syslog",
+        "acct",
+        "swapon",
+        "reboot",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+    }
     assert listed <= set(confinement.DENIED_SYSCALLS)
-    assert len(confinement.seccomp_program()) % 8 == 0 and len(confinement.seccomp_program()) > 8 * 40
+    assert (
+        len(confinement.seccomp_program()) % 8 == 0
+        and len(confinement.seccomp_program()) > 8 * 40
+    )
 
 
 def test_a_pool_gives_each_submission_its_own_uid_and_a_second_run_other_uids():
@@ -115,23 +183,38 @@ def test_a_pool_gives_each_submission_its_own_uid_and_a_second_run_other_uids():
     finally:
         first.release()
         second.release()
-    assert len(set(uids)) == 5 and not set(uids) & set(others)  # concurrent runs never share a uid
+    assert len(set(uids)) == 5 and not set(uids) & set(
+        others
+    )  # concurrent runs never share a uid
     assert min(uids + others) >= confinement.UID_BASE
     third = confinement.UidPool()
     try:
-        assert third.lease() == uids[0]  # after the run, its block is free again (and cleaned on lease)
+        assert (
+            third.lease() == uids[0]
+        )  # after the run, its block is free again (and cleaned on lease)
     finally:
         third.release()
 
 
 def test_cleaning_a_uid_removes_its_keys_and_processes():
     require_sandbox()
-    uid = confinement.UID_BASE + confinement.UID_BLOCK * (confinement.UID_BLOCKS - 1) + 17  # far from the others
-    plant = ("import ctypes, sys, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-             "assert libc.syscall(248, b'user', b'left-behind', b'x', 1, -4) > 0\n"  # add_key to the user keyring
-             "print('planted', flush=True)\ntime.sleep(600)\n")
-    child = subprocess.Popen(["/usr/bin/python3", "-c", plant], user=uid, group=uid, extra_groups=[],
-                             stdout=subprocess.PIPE, text=True, cwd="/")
+    uid = (
+        confinement.UID_BASE + confinement.UID_BLOCK * (confinement.UID_BLOCKS - 1) + 17
+    )  # far from the others
+    plant = (
+        "import ctypes, sys, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "assert libc.syscall(248, b'user', b'left-behind', b'x', 1, -4) > 0\n"  # add_key to the user keyring
+        "print('planted', flush=True)\ntime.sleep(600)\n"
+    )
+    child = subprocess.Popen(
+        ["/usr/bin/python3", "-c", plant],
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )
     try:
         assert child.stdout.readline().strip() == "planted"
         assert confinement.traces_on_host({uid}).keys() == {"processes", "keys"}
@@ -146,17 +229,30 @@ def test_a_submission_cgroup_has_the_limit_counts_its_processes_and_goes_away():
     require_sandbox()
     if confinement.memory_cgroup_problem():
         if os.environ.get("CI"):
-            pytest.fail(f"CI must test the memory cgroup: {confinement.memory_cgroup_problem()}")
+            pytest.fail(
+                f"CI must test the memory cgroup: {confinement.memory_cgroup_problem()}"
+            )
         pytest.skip(confinement.memory_cgroup_problem())
     group = confinement.SubmissionCgroup.create(256 << 20, 64)
     assert group is not None
     version, folder = group.folders["memory"]
-    limit = (folder / ("memory.limit_in_bytes" if version == "v1" else "memory.max")).read_text().strip()
+    limit = (
+        (folder / ("memory.limit_in_bytes" if version == "v1" else "memory.max"))
+        .read_text()
+        .strip()
+    )
     assert int(limit) == 256 << 20
     hog = "x = b'x' * (600 << 20)\nprint('held')"  # 600 MB in one process: over the group's 256 MiB
-    done = subprocess.run(["/bin/sh", "-c", confinement.JOIN_CGROUP, "sh", "/usr/bin/python3", "-c", hog],
-                          env={"RNN_COURSE_CGROUP_PROCS": " ".join(group.procs_files), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["/bin/sh", "-c", confinement.JOIN_CGROUP, "sh", "/usr/bin/python3", "-c", hog],
+        env={
+            "RNN_COURSE_CGROUP_PROCS": " ".join(group.procs_files),
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "held" not in done.stdout and done.returncode != 0
     assert group.oom_kills() >= 1 or "MemoryError" in done.stderr
     group.remove()

@@ -14,7 +14,9 @@ from rnn_course.grading.runner import GraderWorkRefused, Session, WorkLimits
 
 
 def session(limits: WorkLimits) -> Session:
-    work = Session(sandbox=None, namespace={}, functions=[], cell_timeout=30.0, limits=limits)
+    work = Session(
+        sandbox=None, namespace={}, functions=[], cell_timeout=30.0, limits=limits
+    )
     work.start_cell()
     return work
 
@@ -31,10 +33,14 @@ def test_a_callback_that_spins_is_stopped_at_its_cpu_budget():
         work._run_callback(spin, [], {})
     assert time.process_time() - start < 5  # stopped near 0.5 s, not after minutes
     assert "CPU time" in work.work_failure
-    with pytest.raises(GraderWorkRefused):  # and the rest of that test cell gets nothing more
+    with pytest.raises(
+        GraderWorkRefused
+    ):  # and the rest of that test cell gets nothing more
         work._run_callback(lambda: 1, [], {})
     work.start_cell()
-    assert work._run_callback(lambda: 1, [], {}) == 1  # the next test cell starts afresh
+    assert (
+        work._run_callback(lambda: 1, [], {}) == 1
+    )  # the next test cell starts afresh
 
 
 def test_a_callback_that_swallows_exceptions_is_stopped_all_the_same():
@@ -57,13 +63,17 @@ def test_a_request_that_needs_more_memory_than_allowed_is_refused():
     x, w = torch.ones(16384, 1), torch.ones(16384, 1)  # 128 KiB of arguments ...
     with pytest.raises(GraderWorkRefused, match="memory limit"):
         work._run_callback(lambda a, b: a @ b.T, [x, w], {})  # ... for a 1 GiB product
-    assert torch.equal(session(WorkLimits())._run_callback(torch.add, [x, w], {}), x + w)  # within limits
+    assert torch.equal(
+        session(WorkLimits())._run_callback(torch.add, [x, w], {}), x + w
+    )  # within limits
 
 
 def test_a_result_larger_than_allowed_is_refused_before_it_is_sent():
     work = session(WorkLimits(result_bytes=1 << 20))
     with pytest.raises(GraderWorkRefused, match="send back more"):
-        work._run_callback(lambda: torch.zeros(1).expand(1 << 28), [], {})  # 1 GiB view, no memory
+        work._run_callback(
+            lambda: torch.zeros(1).expand(1 << 28), [], {}
+        )  # 1 GiB view, no memory
 
 
 def test_the_refusal_fails_the_part_even_when_the_students_code_swallows_it():
@@ -76,6 +86,7 @@ def test_the_refusal_fails_the_part_even_when_the_students_code_swallows_it():
 
         def call(self, *args, **kwargs):
             from rnn_course.grading import protocol
+
             return {"ok": True, "value": 1.0}, protocol.Decoder([]), protocol.Encoder()
 
     work.sandbox = AnsweringSandbox()

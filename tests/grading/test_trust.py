@@ -14,12 +14,20 @@ from __future__ import annotations
 import base64
 import os
 import re
-from pathlib import Path
 
 import pytest
 from grading_course import make_course, require_sandbox
-from grading_submissions import (ASSIGNMENT, FUNCTIONS, NOTEBOOK, answered, cell, load, solution_code,
-                                 to_bytes, with_answer, with_cell_after)
+from grading_submissions import (
+    ASSIGNMENT,
+    FUNCTIONS,
+    NOTEBOOK,
+    answered,
+    load,
+    solution_code,
+    to_bytes,
+    with_answer,
+    with_cell_after,
+)
 
 from rnn_course.grading import report
 from rnn_course.grading.command import GradeOptions, grade
@@ -72,7 +80,7 @@ for folder in sorted(folders):
         pass
 '''
 
-LOOK = '''import ctypes, os, socket
+LOOK = """import ctypes, os, socket
 def _look():
     libc = ctypes.CDLL(None, use_errno=True)
     for ring in (-4, -5, -3):
@@ -109,10 +117,10 @@ def _look():
 FOUND = _look()
 if FOUND:
     exec(FOUND, globals())  # the other student's answers, as if written here
-'''
+"""
 
 # Stretch the deadline: the probe stops nothing and reports 99 s of "overhead" for each call.
-DEADLINE_PATCH = '''import rnn_course.grading.probe as _probe
+DEADLINE_PATCH = """import rnn_course.grading.probe as _probe
 class _NoLimit:
     def __init__(self, seconds):
         pass
@@ -122,27 +130,27 @@ class _NoLimit:
         return False
 _probe._time_limit = _NoLimit
 _probe._warm_up = lambda *args, **kwargs: 99.0
-'''
+"""
 
-SLOW_FIRST_CALL = '''import time
+SLOW_FIRST_CALL = """import time
 _SLEPT = []
 def memory_cell_step(x_t, h_prev, W_x, W_h, b):
     if not _SLEPT:  # the first call runs past the test cell's 10 s, later ones are quick
         _SLEPT.append(1)
         time.sleep(13)
     return torch.tanh(h_prev @ W_h.T + x_t @ W_x.T + b)
-'''
+"""
 
-ZERO_IN_PLACE = '''def memory_cell_step(x_t, h_prev, W_x, W_h, b):
+ZERO_IN_PLACE = """def memory_cell_step(x_t, h_prev, W_x, W_h, b):
     with torch.no_grad():
         for tensor in (x_t, h_prev, W_x, W_h, b):
             tensor.zero_()  # every argument zeroed in place: a reference computed from them agrees with zeros
     return torch.zeros_like(h_prev)
-'''
+"""
 
 # While run_memory_cell's test replaces memory_cell_step by the grader's reference, ask the grader
 # for one step whose broadcast output is 16384 x 16384 floats (1 GiB) from 200 KB of arguments.
-HUGE_REQUEST = '''def run_memory_cell(xs, W_x, W_h, b, h0=None):
+HUGE_REQUEST = """def run_memory_cell(xs, W_x, W_h, b, h0=None):
     try:
         memory_cell_step(torch.ones(16384, 1), torch.zeros(16384, 1), torch.ones(16384, 1),
                          torch.zeros(1, 1), torch.zeros(1))
@@ -154,24 +162,24 @@ HUGE_REQUEST = '''def run_memory_cell(xs, W_x, W_h, b, h0=None):
         h = torch.tanh(h @ W_h.T + x_t @ W_x.T + b)
         states.append(h)
     return torch.stack(states)
-'''
+"""
 
 # Every message the probe sends, the "ready" included, is nested 200000 lists deep.
-NESTED_MESSAGE = '''import struct, rnn_course.grading.protocol as _protocol
+NESTED_MESSAGE = """import struct, rnn_course.grading.protocol as _protocol
 def _nested_send(self, kind, body, blobs=(), deadline=None):
     header = b'{"kind":"ready","body":' + b"[" * 200000 + b"]" * 200000 + b',"blobs":[]}'
     self._write(_protocol.MAGIC + struct.pack(">I", len(header)) + header, deadline)
 _protocol.Channel.send = _nested_send
-'''
+"""
 
 # Three fresh processes of 1.2 GB each (each far under --memory) and the kernel: 3.6 GB together.
-MEMORY_TOGETHER = '''import subprocess, sys, time
+MEMORY_TOGETHER = """import subprocess, sys, time
 HOLD = "x = b'x' * (1200 << 20)\\nprint('held', flush=True)\\nimport time\\ntime.sleep(120)"
 holders = [subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE, text=True) for _ in range(3)]
 held = sum(1 for holder in holders if holder.stdout.readline().startswith("held"))
 if held == 3:  # all three held their memory at once: only then are the answers filled in
     exec(ANSWERS, globals())
-'''
+"""
 
 SLOW_CELL_SECONDS = 13
 
@@ -194,33 +202,62 @@ def trust(tmp_path_factory):
     source, release = load(course, "source"), load(course, "release")
     correct = answered(release, source)
     answers = _code_of_answers(source)
-    names = {"KEY": KEY_DESCRIPTION.decode(), "SHM": str(SHM_KEY), "SOCKET": ABSTRACT_SOCKET.replace("\0", "\\0"),
-             "NAME": STASH_NAME, "CODE": base64.b64encode(answers.encode()).decode()}
+    names = {
+        "KEY": KEY_DESCRIPTION.decode(),
+        "SHM": str(SHM_KEY),
+        "SOCKET": ABSTRACT_SOCKET.replace("\0", "\\0"),
+        "NAME": STASH_NAME,
+        "CODE": base64.b64encode(answers.encode()).decode(),
+    }
     stash = with_cell_after(correct, "setup", _fill(STASH, **names))
     look = with_cell_after(release, "predict_every_step", _fill(LOOK, **names))
-    memory = with_cell_after(release, "predict_every_step", f"ANSWERS = {answers!r}\n" + MEMORY_TOGETHER)
+    memory = with_cell_after(
+        release, "predict_every_step", f"ANSWERS = {answers!r}\n" + MEMORY_TOGETHER
+    )
     submissions = {
         # jobs go out in this order: the stash first, the lookers last (after it on both workers)
         "a_stash": stash,
-        "b_deadline": with_cell_after(with_answer(correct, "memory_cell_step", SLOW_FIRST_CALL), "setup",
-                                      DEADLINE_PATCH),
+        "b_deadline": with_cell_after(
+            with_answer(correct, "memory_cell_step", SLOW_FIRST_CALL),
+            "setup",
+            DEADLINE_PATCH,
+        ),
         "c_in_place": with_answer(correct, "memory_cell_step", ZERO_IN_PLACE),
         "d_huge_request": with_answer(correct, "run_memory_cell", HUGE_REQUEST),
-        "e_nested_message": with_cell_after(correct, "predict_every_step", NESTED_MESSAGE),
+        "e_nested_message": with_cell_after(
+            correct, "predict_every_step", NESTED_MESSAGE
+        ),
         "f_memory_together": memory,
-        "y_look_1": look, "y_look_2": look, "y_look_3": look,
+        "y_look_1": look,
+        "y_look_2": look,
+        "y_look_3": look,
     }
     first = base / "submitted"
     for student, nb in submissions.items():
         (first / student / ASSIGNMENT).mkdir(parents=True)
         (first / student / ASSIGNMENT / NOTEBOOK).write_bytes(to_bytes(nb))
-    options = dict(workers=2, cell_timeout=10, submission_timeout=90, memory_mb=3072, progress=False)
-    summary = grade(GradeOptions(ASSIGNMENT, first, course, output=base / "graded", **options))
+    options = dict(
+        workers=2,
+        cell_timeout=10,
+        submission_timeout=90,
+        memory_mb=3072,
+        progress=False,
+    )
+    summary = grade(
+        GradeOptions(ASSIGNMENT, first, course, output=base / "graded", **options)
+    )
     second = base / "next-run"
     (second / "z_look_next" / ASSIGNMENT).mkdir(parents=True)
     (second / "z_look_next" / ASSIGNMENT / NOTEBOOK).write_bytes(to_bytes(look))
-    next_summary = grade(GradeOptions(ASSIGNMENT, second, course, output=base / "graded-next",
-                                      **{**options, "workers": 1}))
+    next_summary = grade(
+        GradeOptions(
+            ASSIGNMENT,
+            second,
+            course,
+            output=base / "graded-next",
+            **{**options, "workers": 1},
+        )
+    )
     rows = {row.student: row for row in summary.rows + next_summary.rows}
     return {"rows": rows, "summaries": [summary, next_summary]}
 
@@ -240,7 +277,9 @@ def test_each_submission_ran_as_its_own_uid_and_no_uid_is_left_with_state(trust)
     from rnn_course.grading import confinement
 
     uids = [uid for summary in trust["summaries"] for uid in summary.uids.values()]
-    assert len(uids) == 10 and len(set(uids[:9])) == 9  # one per submission within a run
+    assert (
+        len(uids) == 10 and len(set(uids[:9])) == 9
+    )  # one per submission within a run
     assert all(uid >= confinement.UID_BASE for uid in uids)
     left = confinement.traces_on_host(set(uids))
     assert left == {}, left
@@ -265,12 +304,17 @@ def test_a_request_that_would_make_the_grader_build_a_huge_tensor_fails_its_part
     parts = {part.grade_id: part for part in row.parts}
     assert row.status == report.GRADED and row.score == 7, (row.status, _messages(row))
     assert parts["test_run_memory_cell"].points == 0
-    assert re.search(r"limit", parts["test_run_memory_cell"].message), parts["test_run_memory_cell"].message
+    assert re.search(r"limit", parts["test_run_memory_cell"].message), parts[
+        "test_run_memory_cell"
+    ].message
 
 
 def test_an_unreadable_message_ends_that_submission_not_the_grader(trust):
     row = trust["rows"]["e_nested_message"]
-    assert row.status != report.GRADER_ERROR and row.score == 0, (row.status, row.message)
+    assert row.status != report.GRADER_ERROR and row.score == 0, (
+        row.status,
+        row.message,
+    )
     assert all(summary.grader_errors == 0 for summary in trust["summaries"])
 
 
@@ -278,8 +322,9 @@ def test_processes_together_stay_under_the_memory_limit(trust):
     from rnn_course.grading import confinement
 
     if confinement.memory_cgroup_problem():
-        pytest.fail(f"no memory cgroup to test: {confinement.memory_cgroup_problem()}") if os.environ.get(
-            "CI") else pytest.skip(confinement.memory_cgroup_problem())
+        pytest.fail(
+            f"no memory cgroup to test: {confinement.memory_cgroup_problem()}"
+        ) if os.environ.get("CI") else pytest.skip(confinement.memory_cgroup_problem())
     row = trust["rows"]["f_memory_together"]
     assert row.score == 0, (row.status, _messages(row))
     assert row.status == report.OUT_OF_MEMORY, (row.status, row.message)

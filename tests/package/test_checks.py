@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+# Aliases taken at import time, as a student's `from torch.nn.utils import clip_grad_norm_` would be.
+from torch.nn.utils import clip_grad_norm_ as captured_clip_grad_norm_  # noqa: E402 (after the package's imports)
+from torch.nn.utils import clip_grad_value_ as captured_clip_grad_value_  # noqa: E402
+
 import rnn_course
 import rnn_course.cell
 from rnn_course import checks
 from rnn_course.checks import CheckFailed, ReferenceUsedError
-
-# Aliases taken at import time, as a student's `from torch.nn.utils import clip_grad_norm_` would be.
-from torch.nn.utils import clip_grad_norm_ as captured_clip_grad_norm_  # noqa: E402 (after the package's imports)
-from torch.nn.utils import clip_grad_value_ as captured_clip_grad_value_  # noqa: E402
 
 
 def flat(error) -> str:
@@ -48,16 +48,20 @@ class FloatSubclass(float):
 
 # --- as_plain_tensor ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, dtype", [
-    (torch.ones(2, 3), torch.float32),
-    (torch.nn.Parameter(torch.ones(2)), torch.float32),
-    (np.ones((2, 2)), torch.float64),
-    (np.float32(1.5), torch.float32),
-    ([[1.0, 2.0], [3.0, 4.0]], torch.float64),
-    ((1, 2, 3), torch.int64),
-    (2.5, torch.float64),
-    (True, torch.bool),
-])
+
+@pytest.mark.parametrize(
+    "value, dtype",
+    [
+        (torch.ones(2, 3), torch.float32),
+        (torch.nn.Parameter(torch.ones(2)), torch.float32),
+        (np.ones((2, 2)), torch.float64),
+        (np.float32(1.5), torch.float32),
+        ([[1.0, 2.0], [3.0, 4.0]], torch.float64),
+        ((1, 2, 3), torch.int64),
+        (2.5, torch.float64),
+        (True, torch.bool),
+    ],
+)
 def test_as_plain_tensor_accepts_real_numbers(value, dtype):
     tensor = checks.as_plain_tensor(value)
     assert type(tensor) is torch.Tensor
@@ -73,18 +77,21 @@ def test_as_plain_tensor_returns_a_copy():
     assert original.tolist() == [0.0, 0.0, 0.0]
 
 
-@pytest.mark.parametrize("value, fragment", [
-    (None, "forget to `return`"),
-    (AlwaysEqual(), "AlwaysEqual"),
-    (TensorSubclass(torch.ones(2)), "subclass of torch.Tensor"),
-    (FloatSubclass(1.0), "FloatSubclass"),
-    ([1.0, FloatSubclass(2.0)], "FloatSubclass"),
-    (torch.ones(2, device="meta"), "meta"),
-    (torch.ones(2, dtype=torch.complex64), "complex64"),
-    (torch.ones(2).to_sparse(), "dense"),
-    ("1.0", "str"),
-    (np.array(["a"]), "NumPy dtype"),
-])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        (None, "forget to `return`"),
+        (AlwaysEqual(), "AlwaysEqual"),
+        (TensorSubclass(torch.ones(2)), "subclass of torch.Tensor"),
+        (FloatSubclass(1.0), "FloatSubclass"),
+        ([1.0, FloatSubclass(2.0)], "FloatSubclass"),
+        (torch.ones(2, device="meta"), "meta"),
+        (torch.ones(2, dtype=torch.complex64), "complex64"),
+        (torch.ones(2).to_sparse(), "dense"),
+        ("1.0", "str"),
+        (np.array(["a"]), "NumPy dtype"),
+    ],
+)
 def test_as_plain_tensor_refuses_fakes(value, fragment):
     with pytest.raises(CheckFailed, match=None) as error:
         checks.as_plain_tensor(value, "h_t")
@@ -100,6 +107,7 @@ def test_reading_values_survives_a_patched_tensor_method(monkeypatch):
 
 # --- shapes, dtypes, devices --------------------------------------------------------------------
 
+
 def test_check_shape_passes_and_returns_the_tensor():
     tensor = checks.check_shape(torch.zeros(2, 3), (2, 3), "h")
     assert tuple(tensor.shape) == (2, 3)
@@ -107,8 +115,12 @@ def test_check_shape_passes_and_returns_the_tensor():
 
 def test_check_shape_names_a_known_wrong_shape():
     with pytest.raises(CheckFailed) as error:
-        checks.check_shape(torch.zeros(4, 2, 3), (2, 4, 3), "h0",
-                           alternatives={"h0 in batch-first order?": (4, 2, 3)})
+        checks.check_shape(
+            torch.zeros(4, 2, 3),
+            (2, 4, 3),
+            "h0",
+            alternatives={"h0 in batch-first order?": (4, 2, 3)},
+        )
     assert "h0 has shape (4, 2, 3), expected (2, 4, 3)" in str(error.value)
     assert "Likely mistake: h0 in batch-first order?" in str(error.value)
 
@@ -140,12 +152,15 @@ def test_check_dtype_and_device():
 
 # --- values ---------------------------------------------------------------------------------------
 
+
 def test_relative_error_is_cs231n_formula():
     assert checks.relative_error(torch.tensor([1.0]), torch.tensor([1.0])) == 0.0
     assert checks.relative_error([1.0, 2.0], [1.1, 2.0]) == pytest.approx(0.1 / 2.1)
     assert checks.relative_error([0.0], [0.0]) == 0.0
     assert checks.relative_error([1.0], [float("nan")]) == float("inf")
-    float32_noise = checks.relative_error(torch.tensor([1 / 3], dtype=torch.float32), [1 / 3])
+    float32_noise = checks.relative_error(
+        torch.tensor([1 / 3], dtype=torch.float32), [1 / 3]
+    )
     assert 0 < float32_noise < 1e-7
 
 
@@ -165,20 +180,32 @@ def test_check_close_names_the_mistake_that_matches():
     expected = torch.tanh(x + b)
     twice = torch.tanh(x + 2 * b)
     with pytest.raises(CheckFailed) as error:
-        checks.check_close(twice, expected, "h_t", alternatives={"bias added twice?": twice, "tanh missing?": x + b},
-                           hint="compare with the formula")
+        checks.check_close(
+            twice,
+            expected,
+            "h_t",
+            alternatives={"bias added twice?": twice, "tanh missing?": x + b},
+            hint="compare with the formula",
+        )
     assert "Likely mistake: bias added twice?" in str(error.value)
     assert "tanh missing?" not in str(error.value)
     with pytest.raises(CheckFailed) as error:
-        checks.check_close(torch.zeros(1, 2), expected, "h_t", alternatives={"bias added twice?": twice},
-                           hint="compare with the formula")
+        checks.check_close(
+            torch.zeros(1, 2),
+            expected,
+            "h_t",
+            alternatives={"bias added twice?": twice},
+            hint="compare with the formula",
+        )
     assert "Likely mistake" not in str(error.value)
     assert "Hint: compare with the formula" in str(error.value)
 
 
 def test_check_close_reports_nan_and_shape():
     with pytest.raises(CheckFailed, match="nan"):
-        checks.check_close(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0]), "y")
+        checks.check_close(
+            torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0]), "y"
+        )
     with pytest.raises(CheckFailed, match=r"shape \(3,\), expected \(2,\)"):
         checks.check_close(torch.zeros(3), torch.zeros(2), "y")
 
@@ -229,8 +256,14 @@ def test_check_terms_names_the_wrong_term():
     def not_transposed(h_prev):
         return h_prev @ W
 
-    terms = [checks.Term("h_prev W_hᵀ alone", lambda: not_transposed(h), h @ W.T,
-                         alternatives={"W_h not transposed?": h @ W})]
+    terms = [
+        checks.Term(
+            "h_prev W_hᵀ alone",
+            lambda: not_transposed(h),
+            h @ W.T,
+            alternatives={"W_h not transposed?": h @ W},
+        )
+    ]
     with pytest.raises(CheckFailed) as error:
         checks.check_terms(terms, "h_t")
     assert "h_t with h_prev W_hᵀ alone" in str(error.value)
@@ -242,8 +275,12 @@ def test_check_terms_reports_a_crash_with_the_term():
     def crash():
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
 
-    with pytest.raises(CheckFailed, match="with the bias alone, h_t raised RuntimeError"):
-        checks.check_terms([checks.Term("the bias alone", crash, torch.zeros(1))], "h_t")
+    with pytest.raises(
+        CheckFailed, match="with the bias alone, h_t raised RuntimeError"
+    ):
+        checks.check_terms(
+            [checks.Term("the bias alone", crash, torch.zeros(1))], "h_t"
+        )
 
 
 def test_check_accumulated_recognises_overwritten_gradients():
@@ -259,7 +296,9 @@ def test_check_accumulated_recognises_overwritten_gradients():
 def test_check_tuple():
     assert checks.check_tuple((1, 2), 2, "make_windows") == (1, 2)
     with pytest.raises(CheckFailed, match=r"\(inputs, targets\)"):
-        checks.check_tuple(torch.zeros(2), 2, "make_windows", names=("inputs", "targets"))
+        checks.check_tuple(
+            torch.zeros(2), 2, "make_windows", names=("inputs", "targets")
+        )
     with pytest.raises(CheckFailed, match="got 3 value"):
         checks.check_tuple((1, 2, 3), 2, "make_windows")
 
@@ -281,6 +320,7 @@ def test_replaced_names_restores_the_namespace():
 
 # --- references out of reach ----------------------------------------------------------------------
 
+
 def _cell_inputs():
     x = torch.randn(2, 3)
     h = torch.zeros(2, 4)
@@ -289,7 +329,9 @@ def _cell_inputs():
 
 
 def test_references_are_blocked_however_they_are_reached():
-    from rnn_course.cell import rnn_cell_step as aliased_step  # an alias made before blocking
+    from rnn_course.cell import (
+        rnn_cell_step as aliased_step,
+    )  # an alias made before blocking
 
     x, h, W_x, W_h, b = _cell_inputs()
     cell_made_before = rnn_course.MemoryCell(3, 4)
@@ -304,7 +346,7 @@ def test_references_are_blocked_however_they_are_reached():
         "nn.RNN": lambda: torch.nn.RNN(3, 4)(x.unsqueeze(0)),
         "ScratchRNN": lambda: rnn_course.ScratchRNN(3, 4)(x.unsqueeze(0)),
     }
-    for name, attempt in attempts.items():
+    for attempt in attempts.values():
         with checks.references_out_of_reach():
             with pytest.raises(ReferenceUsedError, match="already does this exercise"):
                 attempt()
@@ -318,7 +360,7 @@ def test_blocking_is_undone_after_an_error():
     x, h, W_x, W_h, b = _cell_inputs()
     with pytest.raises(ZeroDivisionError):
         with checks.references_out_of_reach():
-            1 / 0
+            _ = 1 / 0
     assert rnn_course.cell.rnn_cell_step(x, h, W_x, W_h, b).shape == (2, 4)
 
 
@@ -338,17 +380,25 @@ def test_extra_and_allowed_references():
         with pytest.raises(ReferenceUsedError):
             torch.nn.L1Loss()(predictions, targets)
     x, h, W_x, W_h, b = _cell_inputs()
-    with checks.references_out_of_reach(allow=("rnn_course.cell.rnn_cell_step", "rnn_course.cell.get_activation")):
+    with checks.references_out_of_reach(
+        allow=("rnn_course.cell.rnn_cell_step", "rnn_course.cell.get_activation")
+    ):
         assert rnn_course.cell.rnn_cell_step(x, h, W_x, W_h, b).shape == (2, 4)
 
 
-CLIPPING = ("torch.nn.utils.clip_grad_value_", "torch.nn.utils.clip_grad_norm_",
-            "torch.nn.utils.clip_grad.clip_grad_norm_")
+CLIPPING = (
+    "torch.nn.utils.clip_grad_value_",
+    "torch.nn.utils.clip_grad_norm_",
+    "torch.nn.utils.clip_grad.clip_grad_norm_",
+)
 
 
 def _gradients():
     """Two parameters whose gradients have a global norm of 5 (√(4 + 1 + 4 + 16))."""
-    first, second = torch.zeros(2, requires_grad=True), torch.zeros(1, 2, requires_grad=True)
+    first, second = (
+        torch.zeros(2, requires_grad=True),
+        torch.zeros(1, 2, requires_grad=True),
+    )
     first.grad, second.grad = torch.tensor([2.0, 1.0]), torch.tensor([[2.0, 4.0]])
     return [first, second]
 
@@ -356,9 +406,17 @@ def _gradients():
 def _clipping_state():
     """What blocking may change: the module attributes and the code of the functions behind them."""
     utils, clip_grad = torch.nn.utils, torch.nn.utils.clip_grad
-    functions = [getattr(utils, name) for name in ("clip_grad_value_", "clip_grad_norm_")]
-    functions += [getattr(clip_grad, name) for name in ("clip_grad_value_", "clip_grad_norm_")]
-    return functions, [f.__code__ for f in functions], [inspect.unwrap(f).__code__ for f in functions]
+    functions = [
+        getattr(utils, name) for name in ("clip_grad_value_", "clip_grad_norm_")
+    ]
+    functions += [
+        getattr(clip_grad, name) for name in ("clip_grad_value_", "clip_grad_norm_")
+    ]
+    return (
+        functions,
+        [f.__code__ for f in functions],
+        [inspect.unwrap(f).__code__ for f in functions],
+    )
 
 
 def _clip_by_norm_with_torch(parameters, max_norm):
@@ -375,33 +433,53 @@ def _clip_by_value_with_an_alias(parameters, clip_value):
 
 def test_torch_python_functions_in_extra_are_blocked_through_the_module():
     attempts = {
-        "torch.nn.utils.clip_grad_norm_": lambda: torch.nn.utils.clip_grad_norm_(_gradients(), 1.0),
-        "torch.nn.utils.clip_grad_value_": lambda: torch.nn.utils.clip_grad_value_(_gradients(), 1.0),
-        "torch.nn.utils.clip_grad.clip_grad_norm_": lambda: torch.nn.utils.clip_grad.clip_grad_norm_(_gradients(), 1.0),
+        "torch.nn.utils.clip_grad_norm_": lambda: torch.nn.utils.clip_grad_norm_(
+            _gradients(), 1.0
+        ),
+        "torch.nn.utils.clip_grad_value_": lambda: torch.nn.utils.clip_grad_value_(
+            _gradients(), 1.0
+        ),
+        "torch.nn.utils.clip_grad.clip_grad_norm_": lambda: (
+            torch.nn.utils.clip_grad.clip_grad_norm_(_gradients(), 1.0)
+        ),
     }
     for name, attempt in attempts.items():
         with checks.references_out_of_reach(name):
             with pytest.raises(ReferenceUsedError, match="already does this exercise"):
                 attempt()
-    with pytest.raises(ReferenceUsedError, match=r"torch\.nn\.utils\.(clip_grad\.)?clip_grad_norm_"):
-        checks.call_without_references(_clip_by_norm_with_torch, _gradients(), 1.0, extra=CLIPPING)
+    with pytest.raises(
+        ReferenceUsedError, match=r"torch\.nn\.utils\.(clip_grad\.)?clip_grad_norm_"
+    ):
+        checks.call_without_references(
+            _clip_by_norm_with_torch, _gradients(), 1.0, extra=CLIPPING
+        )
 
 
 def test_torch_python_functions_in_extra_are_blocked_through_an_alias_made_before():
-    with pytest.raises(ReferenceUsedError, match=r"torch\.nn\.utils\.(clip_grad\.)?clip_grad_norm_"):
-        checks.call_without_references(_clip_by_norm_with_an_alias, _gradients(), 1.0, extra=CLIPPING)
+    with pytest.raises(
+        ReferenceUsedError, match=r"torch\.nn\.utils\.(clip_grad\.)?clip_grad_norm_"
+    ):
+        checks.call_without_references(
+            _clip_by_norm_with_an_alias, _gradients(), 1.0, extra=CLIPPING
+        )
     with pytest.raises(ReferenceUsedError, match=r"torch\.nn\.utils\.clip_grad_value_"):
-        checks.call_without_references(_clip_by_value_with_an_alias, _gradients(), 1.0, extra=CLIPPING)
+        checks.call_without_references(
+            _clip_by_value_with_an_alias, _gradients(), 1.0, extra=CLIPPING
+        )
 
 
 def test_torch_python_functions_are_restored_afterwards():
     state = _clipping_state()
     expected = torch.nn.utils.clip_grad_norm_(_gradients(), 2.5)
     with checks.references_out_of_reach(*CLIPPING):
-        assert _clipping_state()[0] == state[0]  # same objects: blocked in place, aliases included
+        assert (
+            _clipping_state()[0] == state[0]
+        )  # same objects: blocked in place, aliases included
         with pytest.raises(ReferenceUsedError):
             captured_clip_grad_norm_(_gradients(), 2.5)
-    assert _clipping_state() == state  # the very same functions and code objects as before
+    assert (
+        _clipping_state() == state
+    )  # the very same functions and code objects as before
     parameters = _gradients()
     assert torch.equal(captured_clip_grad_norm_(parameters, 2.5), expected)
     assert torch.equal(expected, torch.tensor(5.0))
@@ -415,27 +493,43 @@ def test_torch_python_functions_are_restored_afterwards():
 def test_torch_python_functions_are_restored_after_an_error():
     state = _clipping_state()
     with pytest.raises(ReferenceUsedError):
-        checks.call_without_references(_clip_by_norm_with_an_alias, _gradients(), 1.0, extra=CLIPPING)
+        checks.call_without_references(
+            _clip_by_norm_with_an_alias, _gradients(), 1.0, extra=CLIPPING
+        )
     assert _clipping_state() == state
     with pytest.raises(ZeroDivisionError):
         with checks.references_out_of_reach(*CLIPPING):
-            1 / 0
+            _ = 1 / 0
     assert _clipping_state() == state
-    assert torch.equal(torch.nn.utils.clip_grad.clip_grad_norm_(_gradients(), 1.0), torch.tensor(5.0))
+    assert torch.equal(
+        torch.nn.utils.clip_grad.clip_grad_norm_(_gradients(), 1.0), torch.tensor(5.0)
+    )
 
 
 def test_allowed_torch_python_functions_stay_usable():
-    allowed = ("torch.nn.utils.clip_grad_norm_", "torch.nn.utils.clip_grad.clip_grad_norm_")
-    total = checks.call_without_references(_clip_by_norm_with_an_alias, _gradients(), 1.0, extra=CLIPPING, allow=allowed)
+    allowed = (
+        "torch.nn.utils.clip_grad_norm_",
+        "torch.nn.utils.clip_grad.clip_grad_norm_",
+    )
+    total = checks.call_without_references(
+        _clip_by_norm_with_an_alias, _gradients(), 1.0, extra=CLIPPING, allow=allowed
+    )
     assert torch.equal(total, torch.tensor(5.0))
     with pytest.raises(ReferenceUsedError, match="clip_grad_value_"):
-        checks.call_without_references(_clip_by_value_with_an_alias, _gradients(), 1.0, extra=CLIPPING, allow=allowed)
+        checks.call_without_references(
+            _clip_by_value_with_an_alias,
+            _gradients(),
+            1.0,
+            extra=CLIPPING,
+            allow=allowed,
+        )
 
 
 def test_torch_python_function_with_a_closure_is_replaced_in_its_module(monkeypatch):
     def stand_in_for(value):
         def stand_in(*args, **kwargs):  # a closure: its code cannot be swapped
             return value
+
         return stand_in
 
     stand_in = stand_in_for("the stand-in ran")
@@ -452,10 +546,16 @@ def test_call_without_references_adds_hints_to_errors():
         return x @ W
 
     with pytest.raises(CheckFailed, match="Hint: is W transposed"):
-        checks.call_without_references(not_transposed, torch.zeros(2, 3), torch.zeros(4, 3),
-                                       error_hints={"cannot be multiplied": "is W transposed?"})
+        checks.call_without_references(
+            not_transposed,
+            torch.zeros(2, 3),
+            torch.zeros(4, 3),
+            error_hints={"cannot be multiplied": "is W transposed?"},
+        )
     with pytest.raises(CheckFailed, match="is a weight transposed"):  # the default hint
-        checks.call_without_references(not_transposed, torch.zeros(2, 3), torch.zeros(4, 3))
+        checks.call_without_references(
+            not_transposed, torch.zeros(2, 3), torch.zeros(4, 3)
+        )
     with pytest.raises(CheckFailed, match="expected a function"):
         checks.call_without_references(42)
 
@@ -475,8 +575,7 @@ def test_errors_come_with_a_hint_and_the_test_case():
     )
     assert (
         "Test case: branches_on_a_tensor(predictions=(3,) float32 on cpu, "
-        "targets=(3,) float64"
-        in flat(error)
+        "targets=(3,) float64" in flat(error)
     )
     assert isinstance(error.value.__cause__, RuntimeError)
 
@@ -650,15 +749,27 @@ def test_strict_device_catches_a_tensor_created_on_the_cpu():
     with pytest.raises(CheckFailed, match="mixes tensors on cpu and meta") as error:
         checks.call_without_references(cpu_h0, W_h, strict_device=True)
     assert "create new tensors on the inputs' device" in flat(error)
-    assert checks.call_without_references(device_aware_h0, W_h, strict_device=True).device.type == "meta"
+    assert (
+        checks.call_without_references(
+            device_aware_h0, W_h, strict_device=True
+        ).device.type
+        == "meta"
+    )
 
 
 def test_default_references_cover_the_chapters():
     names = checks.default_references()
-    for name in ("rnn_course.cell.rnn_cell_step", "rnn_course.neuron.persistence_forecast",
-                 "rnn_course.data.make_windows", "rnn_course.rnn.rnn_layer_forward", "torch.nn.functional.linear"):
+    for name in (
+        "rnn_course.cell.rnn_cell_step",
+        "rnn_course.neuron.persistence_forecast",
+        "rnn_course.data.make_windows",
+        "rnn_course.rnn.rnn_layer_forward",
+        "torch.nn.functional.linear",
+    ):
         assert name in names
-    assert not any(name.startswith(("rnn_course.device", "rnn_course.checks")) for name in names)
+    assert not any(
+        name.startswith(("rnn_course.device", "rnn_course.checks")) for name in names
+    )
 
 
 def test_devices_to_test_starts_with_the_cpu():

@@ -13,6 +13,8 @@ def test_info_prints_versions(capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "rnn_course.cli", "info"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "rnn_course.cli", "info"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert "torch" in result.stdout

@@ -26,15 +26,19 @@ def test_scratch_on_cuda_equals_cpu_and_nn_rnn_on_cuda():
 
 def test_bptt_on_cuda_equals_cpu():
     generator = torch.Generator().manual_seed(1)
-    tensors = [torch.randn(*shape, generator=generator, dtype=torch.float64)
-               for shape in [(6, 2, 3), (2, 4), (4, 3), (4, 4), (4,), (6, 2, 4)]]
+    tensors = [
+        torch.randn(*shape, generator=generator, dtype=torch.float64)
+        for shape in [(6, 2, 3), (2, 4), (4, 3), (4, 4), (4,), (6, 2, 4)]
+    ]
     x, h0, W_x, W_h, b, grad_output = tensors
     _, cache = layer_forward_with_cache(x, h0, W_x, W_h, b)
     expected = bptt(cache, grad_output)
     _, cuda_cache = layer_forward_with_cache(*[t.cuda() for t in (x, h0, W_x, W_h, b)])
     grads = bptt(cuda_cache, grad_output.cuda())
     for name in ("W_x", "W_h", "b", "x", "h0"):
-        torch.testing.assert_close(getattr(grads, name).cpu(), getattr(expected, name), rtol=0, atol=1e-10)
+        torch.testing.assert_close(
+            getattr(grads, name).cpu(), getattr(expected, name), rtol=0, atol=1e-10
+        )
 
 
 def test_float32_on_cuda_within_calibrated_tolerance():
