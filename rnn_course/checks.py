@@ -1,27 +1,33 @@
-"""Assertions for the exercises' tests, whose messages name the likely mistake (exercises of every chapter).
+"""Assertions for the exercises' tests, whose messages name the likely mistake
+(exercises of every chapter).
 
 A failing exercise test should teach, not just say "False". The helpers here:
 
-* turn whatever a student's function returned into a plain CPU tensor before looking at it
-  (:func:`as_plain_tensor`): a Tensor subclass, an object with its own ``__eq__`` or a fake
-  ``.shape`` is refused, so a comparison can only pass on real numbers;
-* compare on the CPU in float64, with float32 tolerances, so the same answer gets the same grade
-  on a CPU and on a GPU (:func:`check_close`, :func:`relative_error`);
-* name the mistake: ``alternatives`` maps a message ("bias added twice?") to what a program with
-  that mistake would have returned; when the student's value matches one, the message says so;
+* turn whatever a student's function returned into a plain CPU tensor before looking at
+  it (:func:`as_plain_tensor`): a Tensor subclass, an object with its own ``__eq__`` or
+  a fake ``.shape`` is refused, so a comparison can only pass on real numbers;
+* compare on the CPU in float64, with float32 tolerances, so the same answer gets the
+  same grade on a CPU and on a GPU (:func:`check_close`, :func:`relative_error`);
+* name the mistake: ``alternatives`` maps a message ("bias added twice?") to what a
+  program with that mistake would have returned; when the student's value matches one,
+  the message says so;
 * test one term at a time (:func:`check_terms`), e.g. zero everything but the bias;
 * put the course's own answers out of reach while a student's function runs
-  (:func:`references_out_of_reach`): calling ``rnn_course.cell.rnn_cell_step``, ``nn.RNNCell`` or
-  ``torch.nn.functional.linear`` there raises :class:`ReferenceUsedError`;
-* make device mistakes visible on any machine (``strict_device=True`` with inputs on the ``meta``
-  device): a tensor created on the CPU and mixed with the inputs fails as it would on a GPU;
-* prepare a notebook's kernel (:func:`exercise_setup`) and build inputs that are the same on every
-  machine (:func:`seeded_randn`); :func:`replaced_names` grades one part at a time.
+  (:func:`references_out_of_reach`): calling ``rnn_course.cell.rnn_cell_step``,
+  ``nn.RNNCell`` or ``torch.nn.functional.linear`` there raises
+  :class:`ReferenceUsedError`;
+* make device mistakes visible on any machine (``strict_device=True`` with inputs on the
+  ``meta`` device): a tensor created on the CPU and mixed with the inputs fails as it
+  would on a GPU;
+* prepare a notebook's kernel (:func:`exercise_setup`) and build inputs that are the
+  same on every machine (:func:`seeded_randn`); :func:`replaced_names` grades one part
+  at a time.
 
-These checks run inside the student's own kernel, as nbgrader runs every test, so a determined
-student can still tamper with them (patch this module, rewrite later cells). They stop honest
-mistakes and fake values; a grade that must stand against tampering is confirmed outside the
-kernel by calling the student's functions from the grading process.
+These checks run inside the student's own kernel, as nbgrader runs every test, so a
+determined student can still tamper with them (patch this module, rewrite later cells).
+They stop honest mistakes and fake values; a grade that must stand against tampering is
+confirmed outside the kernel by calling the student's functions from the grading
+process.
 """
 
 from __future__ import annotations
@@ -43,8 +49,8 @@ from torch.utils._pytree import tree_flatten
 
 from .device import get_device, seed_everything
 
-# References taken now, so that a later `torch.Tensor.tolist = ...` in a student's cell does not
-# change how values are read here.
+# References taken now, so that a later `torch.Tensor.tolist = ...` in a student's cell
+# does not change how values are read here.
 _tolist = torch.Tensor.tolist
 _size = torch.Tensor.size
 _detach = torch.Tensor.detach
@@ -58,9 +64,11 @@ _max = builtins.max
 _len = builtins.len
 
 FLOAT32_ATOL = 1e-5
-"""Absolute tolerance for values of order 1 computed in float32 on any device (TF32 off)."""
+"""Absolute tolerance for values of order 1 computed in float32 on any device
+(TF32 off)."""
 FLOAT32_RTOL = 1e-4
-"""Relative tolerance for the same: float32 keeps ~7 digits, a few operations lose one or two."""
+"""Relative tolerance for the same: float32 keeps ~7 digits, a few operations lose one
+or two."""
 
 _PLAIN_DTYPES = {
     torch.float16,
@@ -124,9 +132,9 @@ class ReferenceUsedError(RuntimeError):
         super().__init__(fit_lines(str(message), _len("ReferenceUsedError: ")))
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Reading a student's value
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 def _describe(value) -> str:
@@ -139,7 +147,8 @@ def _describe(value) -> str:
 
 
 def _check_plain_nested(value, what: str, depth: int = 0) -> None:
-    """Accept exact float/int/bool and exact lists/tuples of them; anything else is refused."""
+    """Accept exact float/int/bool and exact lists/tuples of them; anything else is
+    refused."""
     kind = _type(value)
     if kind in _PLAIN_SCALARS:
         return
@@ -148,17 +157,20 @@ def _check_plain_nested(value, what: str, depth: int = 0) -> None:
             _check_plain_nested(item, what, depth + 1)
         return
     raise CheckFailed(
-        f"{what} must be a torch.Tensor (or plain numbers); it holds a {_describe(value)}"
+        f"{what} must be a torch.Tensor (or plain numbers); "
+        f"it holds a {_describe(value)}"
     )
 
 
 def as_plain_tensor(value, what: str = "the result") -> torch.Tensor:
-    """Return ``value`` as a new, plain ``torch.Tensor`` on the CPU, detached from autograd.
+    """Return ``value`` as a new, plain ``torch.Tensor`` on the CPU, detached from
+    autograd.
 
-    Accepted: a ``torch.Tensor`` (or ``nn.Parameter``) of a plain dtype on any device, a NumPy array
-    or scalar, a Python float/int/bool, or lists/tuples of those numbers. Refused, with a message:
-    Tensor subclasses, objects that define their own ``__eq__``/``__array__``/``shape``, sparse,
-    quantized or meta tensors, complex numbers, ``None``.
+    Accepted: a ``torch.Tensor`` (or ``nn.Parameter``) of a plain dtype on any device, a
+    NumPy array or scalar, a Python float/int/bool, or lists/tuples of those numbers.
+    Refused, with a message: Tensor subclasses, objects that define their own
+    ``__eq__``/``__array__``/``shape``, sparse, quantized or meta tensors, complex
+    numbers, ``None``.
     """
     kind = _type(value)
     if value is None:
@@ -235,13 +247,14 @@ def _message(headline: str, hint: str | None) -> str:
     return headline if not hint else f"{headline}\n  Hint: {hint}"
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Shapes, types, devices
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 def check_type(value, what: str, hint: str | None = None) -> torch.Tensor:
-    """Check that ``value`` is a real tensor (see :func:`as_plain_tensor`) and return the CPU copy."""
+    """Check that ``value`` is a real tensor (see :func:`as_plain_tensor`) and return
+    the CPU copy."""
     try:
         return as_plain_tensor(value, what)
     except CheckFailed as error:
@@ -258,9 +271,10 @@ def check_shape(
     """Check the shape of ``actual``; returns it as a plain CPU tensor.
 
     ``alternatives`` maps a message to a wrong shape that a known mistake produces, e.g.
-    ``{"h0 in batch-first order? h0 stays (num_layers, batch, hidden)": (batch, layers, hidden)}``.
-    Without a matching alternative, a shape that holds the right sizes in another order, or that
-    differs only by a dimension of size 1, gets a generic explanation; ``hint`` is added last.
+    ``{"h0 in batch-first order? h0 stays (num_layers, batch, hidden)":
+    (batch, layers, hidden)}``. Without a matching alternative, a shape that holds the
+    right sizes in another order, or that differs only by a dimension of size 1, gets a
+    generic explanation; ``hint`` is added last.
     """
     tensor = check_type(actual, what)
     got = _shape(tensor)
@@ -273,11 +287,14 @@ def check_shape(
             headline = f"Likely mistake: {message}\n  {headline}"
             raise CheckFailed(_message(headline, hint))
     if sorted(got) == sorted(expected) and _len(got) > 1:
-        headline += " The sizes are right but in another order: are two dimensions swapped or transposed?"
+        headline += (
+            " The sizes are right but in another order: are two dimensions swapped"
+            " or transposed?"
+        )
     elif [s for s in got if s != 1] == [s for s in expected if s != 1]:
         headline += (
-            " Only a dimension of size 1 differs: a missing or extra unsqueeze/squeeze, "
-            "or keepdim?"
+            " Only a dimension of size 1 differs: a missing or extra unsqueeze/squeeze"
+            ", or keepdim?"
         )
     raise CheckFailed(_message(headline, hint))
 
@@ -285,7 +302,8 @@ def check_shape(
 def check_dtype(
     actual, expected_dtype: torch.dtype, what: str, hint: str | None = None
 ) -> None:
-    """Check that ``actual`` is a tensor of ``expected_dtype`` (e.g. the dtype of the inputs)."""
+    """Check that ``actual`` is a tensor of ``expected_dtype`` (e.g. the dtype of the
+    inputs)."""
     if _type(actual) not in (torch.Tensor, torch.nn.Parameter):
         check_type(actual, what, hint)  # refuses fakes with the usual message
         raise CheckFailed(
@@ -294,10 +312,11 @@ def check_dtype(
     if actual.dtype != expected_dtype:
         raise CheckFailed(
             _message(
-                f"{what} has dtype {actual.dtype}, expected {expected_dtype} (the dtype of the inputs).",
+                f"{what} has dtype {actual.dtype}, expected {expected_dtype} "
+                "(the dtype of the inputs).",
                 hint
-                or "create new tensors with the inputs' dtype, e.g. torch.zeros(..., dtype=x.dtype) "
-                "or x.new_zeros(...)",
+                or "create new tensors with the inputs' dtype, "
+                "e.g. torch.zeros(..., dtype=x.dtype) or x.new_zeros(...)",
             )
         )
 
@@ -305,7 +324,8 @@ def check_dtype(
 def check_device(
     actual, expected_device: torch.device | str, what: str, hint: str | None = None
 ) -> None:
-    """Check that ``actual`` is a tensor on ``expected_device`` (the device of the inputs)."""
+    """Check that ``actual`` is a tensor on ``expected_device`` (the device of the
+    inputs)."""
     if _type(actual) not in (torch.Tensor, torch.nn.Parameter):
         check_type(actual, what, hint)
         raise CheckFailed(
@@ -315,22 +335,26 @@ def check_device(
     if actual.device.type != expected_device.type:
         raise CheckFailed(
             _message(
-                f"{what} is on {actual.device}, but the inputs were on {expected_device}.",
+                f"{what} is on {actual.device}, "
+                f"but the inputs were on {expected_device}.",
                 hint
-                or "create new tensors on the inputs' device, e.g. torch.zeros(..., device=x.device)",
+                or "create new tensors on the inputs' device, "
+                "e.g. torch.zeros(..., device=x.device)",
             )
         )
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Values
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 def relative_error(actual, expected) -> float:
-    """CS231n's relative error ``max(|x - y| / max(1e-8, |x| + |y|))``, computed in float64 on the CPU.
+    """CS231n's relative error ``max(|x - y| / max(1e-8, |x| + |y|))``, computed in
+    float64 on the CPU.
 
-    About 1e-7 or less means equal up to float32 rounding for values of order 1; 1e-2 or more is a bug.
+    About 1e-7 or less means equal up to float32 rounding for values of order 1; 1e-2 or
+    more is a bug.
     """
     x = as_plain_tensor(actual, "actual")
     y = as_plain_tensor(expected, "expected")
@@ -365,11 +389,13 @@ def check_close(
     alternatives: Mapping[str, object] | None = None,
     shape_alternatives: Mapping[str, Sequence[int]] | None = None,
 ) -> None:
-    """Check ``|actual - expected| <= atol + rtol·|expected|`` everywhere, in float64 on the CPU.
+    """Check ``|actual - expected| <= atol + rtol·|expected|`` everywhere, in float64 on
+    the CPU.
 
-    ``alternatives`` maps a message to the value a known mistake would produce: when the student's
-    value is close to one of them (and not to ``expected``), the failure names that mistake.
-    ``hint`` is shown when no alternative matches. Shapes are checked first (see :func:`check_shape`).
+    ``alternatives`` maps a message to the value a known mistake would produce: when the
+    student's value is close to one of them (and not to ``expected``), the failure names
+    that mistake. ``hint`` is shown when no alternative matches. Shapes are checked
+    first (see :func:`check_shape`).
     """
     expected_tensor = as_plain_tensor(expected, f"the expected {what}")
     tensor = check_shape(
@@ -384,7 +410,8 @@ def check_close(
         index = _unravel(bad[0], _shape(tensor))
         raise CheckFailed(
             _message(
-                f"{what} contains {got[bad[0]]} (at index {index}); expected finite numbers.",
+                f"{what} contains {got[bad[0]]} (at index {index}); "
+                "expected finite numbers.",
                 hint,
             )
         )
@@ -392,7 +419,8 @@ def check_close(
     index = _unravel(worst, _shape(tensor)) if _shape(tensor) else ()
     where = f" at index {index}" if index else ""
     headline = (
-        f"{what} is wrong: the largest difference is {_abs(got[worst] - want[worst]):.3g}{where} "
+        f"{what} is wrong: the largest difference is "
+        f"{_abs(got[worst] - want[worst]):.3g}{where} "
         f"(got {got[worst]:.6g}, expected {want[worst]:.6g})."
     )
     for message, wrong in (alternatives or {}).items():
@@ -414,7 +442,8 @@ def check_scalar(
     hint: str | None = None,
     alternatives: Mapping[str, float] | None = None,
 ) -> None:
-    """Check a single number: a Python float, a NumPy scalar or a tensor with one element."""
+    """Check a single number: a Python float, a NumPy scalar or a tensor with one
+    element."""
     tensor = check_type(actual, what, hint)
     if tensor.numel() != 1:
         raise CheckFailed(
@@ -456,7 +485,8 @@ def check_float(value, what: str) -> float:
 def check_unchanged(
     before: torch.Tensor, after, what: str, hint: str | None = None
 ) -> None:
-    """Check that an input was not modified in place (pass a ``clone()`` taken before the call)."""
+    """Check that an input was not modified in place (pass a ``clone()`` taken before
+    the call)."""
     check_close(
         after,
         before,
@@ -470,7 +500,8 @@ def check_unchanged(
 def check_raises(
     function: Callable[[], object], exception_types, what: str, hint: str | None = None
 ) -> None:
-    """Check that ``function()`` raises one of ``exception_types`` (e.g. a ValueError on bad input)."""
+    """Check that ``function()`` raises one of ``exception_types`` (e.g. a ValueError on
+    bad input)."""
     if not isinstance(exception_types, tuple):
         exception_types = (exception_types,)
     names = " or ".join(kind.__name__ for kind in exception_types)
@@ -494,7 +525,8 @@ def check_raises(
 
 @dataclasses.dataclass
 class Term:
-    """One case of :func:`check_terms`: the inputs that leave a single term non-zero, and its expected value."""
+    """One case of :func:`check_terms`: the inputs that leave a single term non-zero,
+    and its expected value."""
 
     name: str  # e.g. "the bias b alone (x_t = 0, h_prev = 0)"
     call: Callable[[], object]  # runs the student's function on those inputs
@@ -511,7 +543,8 @@ def check_terms(
 ) -> None:
     """Test a formula one term at a time, so the message can say which term is wrong.
 
-    For hₜ = tanh(hₜ₋₁W_hᵀ + xₜW_xᵀ + b): first only b non-zero, then only xₜW_xᵀ, then only hₜ₋₁W_hᵀ.
+    For hₜ = tanh(hₜ₋₁W_hᵀ + xₜW_xᵀ + b): first only b non-zero, then only xₜW_xᵀ, then
+    only hₜ₋₁W_hᵀ.
     """
     for term in terms:
         try:
@@ -542,9 +575,11 @@ def check_accumulated(
     rtol: float = FLOAT32_RTOL,
     hint: str | None = None,
 ) -> None:
-    """Check a gradient of a weight shared over time: the SUM of its per-step contributions.
+    """Check a gradient of a weight shared over time: the SUM of its per-step
+    contributions.
 
-    Recognises the classic mistakes: keeping only the last step's (or the first step's) contribution.
+    Recognises the classic mistakes: keeping only the last step's (or the first step's)
+    contribution.
     """
     steps = [
         as_plain_tensor(step, f"{what} at step {t}") for t, step in enumerate(per_step)
@@ -557,8 +592,8 @@ def check_accumulated(
     alternatives = {}
     if _len(steps) > 1:
         alternatives[
-            "gradients overwritten instead of accumulated over time? A shared weight's gradient "
-            "is the sum of every step's contribution (use +=)"
+            "gradients overwritten instead of accumulated over time? A shared weight's "
+            "gradient is the sum of every step's contribution (use +=)"
         ] = steps[-1]
         alternatives[
             "only the first step's contribution kept? Add every step's contribution"
@@ -566,19 +601,21 @@ def check_accumulated(
     check_close(actual, total, what, atol, rtol, hint, alternatives)
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Devices to run on
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 def exercise_setup(seed: int = 0) -> torch.device:
-    """Prepare an exercise notebook's kernel; returns the device to run the visible tests on.
+    """Prepare an exercise notebook's kernel; returns the device to run the visible
+    tests on.
 
-    Seeds every generator and switches TF32 off on CUDA (it rounds matrix products to ~10 bits,
-    beyond the float32 tolerances used here). Unlike :func:`rnn_course.device.make_deterministic`
-    it does not ask for deterministic kernels: the checks compare with tolerances, and that call
-    costs about two seconds of CPU per kernel (it imports torch's compiler configuration), paid by
-    every submission an autograder runs.
+    Seeds every generator and switches TF32 off on CUDA (it rounds matrix products to
+    ~10 bits, beyond the float32 tolerances used here). Unlike
+    :func:`rnn_course.device.make_deterministic` it does not ask for deterministic
+    kernels: the checks compare with tolerances, and that call costs about two seconds
+    of CPU per kernel (it imports torch's compiler configuration), paid by every
+    submission an autograder runs.
     """
     seed_everything(seed)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -589,8 +626,8 @@ def exercise_setup(seed: int = 0) -> torch.device:
 def devices_to_test() -> list[torch.device]:
     """The CPU, plus CUDA when present: hidden tests run the student's code on each.
 
-    Apple's MPS is left out: it has no float64, which hidden tests use (visible tests run on
-    ``get_device()``, MPS included, in float32).
+    Apple's MPS is left out: it has no float64, which hidden tests use (visible tests
+    run on ``get_device()``, MPS included, in float32).
     """
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
@@ -599,7 +636,8 @@ def devices_to_test() -> list[torch.device]:
 
 
 class _ReferenceMode(TorchFunctionMode):
-    """Intercepts torch functions while a student's function runs (see references_out_of_reach)."""
+    """Intercepts torch functions while a student's function runs (see
+    references_out_of_reach)."""
 
     def __init__(self, blocked: Mapping[object, str], strict_devices: bool):
         super().__init__()
@@ -627,19 +665,24 @@ def _require_one_device(func, args, kwargs) -> None:
     if _len(devices) > 1:
         name = getattr(func, "__name__", repr(func))
         stand_in = (
-            " (the test runs your function on PyTorch's 'meta' device, a stand-in for a GPU)"
+            " (the test runs your function on PyTorch's 'meta' device,"
+            " a stand-in for a GPU)"
             if "meta" in devices
             else ""
         )
         raise RuntimeError(
-            f"{name} mixes tensors on {' and '.join(sorted(devices))}{stand_in}: on a GPU this fails with "
-            "'Expected all tensors to be on the same device'. Create new tensors on the inputs' device, "
+            f"{name} mixes tensors on {' and '.join(sorted(devices))}{stand_in}: "
+            "on a GPU this fails with "
+            "'Expected all tensors to be on the same device'. "
+            "Create new tensors on the inputs' device, "
             "e.g. torch.zeros(..., device=x.device, dtype=x.dtype) or x.new_zeros(...)"
         )
 
 
 _BEHIND = {
-    "torch.nn.functional.linear": "torch.nn.functional.linear (also what nn.Linear calls)",
+    "torch.nn.functional.linear": (
+        "torch.nn.functional.linear (also what nn.Linear calls)"
+    ),
     "torch.rnn_tanh_cell": "torch.rnn_tanh_cell (what nn.RNNCell calls)",
     "torch.rnn_relu_cell": "torch.rnn_relu_cell (what nn.RNNCell calls)",
     "torch.rnn_tanh": "torch.rnn_tanh (what nn.RNN calls)",
@@ -655,8 +698,9 @@ def _reference_message(name: str) -> str:
     )
 
 
-# Torch functions that already compute an exercise's answer. nn.Linear / nn.RNNCell / nn.RNN end in
-# these, so blocking them blocks the modules too, however the student reached them.
+# Torch functions that already compute an exercise's answer. nn.Linear / nn.RNNCell /
+# nn.RNN end in these, so blocking them blocks the modules too, however the student
+# reached them.
 _TORCH_REFERENCES = {
     "torch.nn.functional.linear": lambda: F.linear,
     "torch.nn.functional.bilinear": lambda: F.bilinear,
@@ -669,7 +713,8 @@ _TORCH_REFERENCES = {
     "torch.lstm": lambda: torch.lstm,
     "torch.gru": lambda: torch.gru,
 }
-# The package's chapters: every public function, and every method of its classes, is a reference.
+# The package's chapters: every public function, and every method of its classes, is a
+# reference.
 _COURSE_MODULES = (
     "data",
     "neuron",
@@ -684,7 +729,8 @@ _COURSE_MODULES = (
 
 
 def default_references() -> list[str]:
-    """Dotted names of everything :func:`references_out_of_reach` blocks unless told otherwise."""
+    """Dotted names of everything :func:`references_out_of_reach` blocks unless told
+    otherwise."""
     names = list(_TORCH_REFERENCES)
     for module_name in _COURSE_MODULES:
         full_name = f"rnn_course.{module_name}"
@@ -725,7 +771,8 @@ def _blocked_template(*args, **kwargs):
 
 
 def _swap_code(function: types.FunctionType, message: str) -> Callable[[], None]:
-    """Make every reference to ``function`` raise; returns the undo. Falls back to nothing (None)."""
+    """Make every reference to ``function`` raise; returns the undo. Falls back to
+    nothing (None)."""
     template = _blocked_template.__code__
     if function.__code__.co_freevars:
         return None
@@ -759,8 +806,9 @@ def _setattr_block(owner, attribute: str, message: str) -> Callable[[], None]:
 def _block_python_object(name: str, obj, undo: list) -> None:
     message = _reference_message(name)
     if inspect.isfunction(obj):
-        # A decorated function (functools.wraps, e.g. torch's clip_grad_norm_) calls the one it wraps:
-        # swapping the innermost blocks the wrapper and every alias of either.
+        # A decorated function (functools.wraps, e.g. torch's clip_grad_norm_) calls the
+        # one it wraps: swapping the innermost blocks the wrapper and every alias of
+        # either.
         step = _swap_code(inspect.unwrap(obj), message)
         if step is None:
             module_name, _, attribute = name.rpartition(".")
@@ -789,20 +837,23 @@ def references_out_of_reach(
     allow: Sequence[str] = (),
     strict_device: bool = False,
 ):
-    """While inside, the course's answers and torch's ready-made layers raise :class:`ReferenceUsedError`.
+    """While inside, the course's answers and torch's ready-made layers raise
+    :class:`ReferenceUsedError`.
 
-    Blocked: :func:`default_references` (every function of the package's chapter modules, the methods
-    of their classes, ``torch.nn.functional.linear`` and the fused RNN kernels behind ``nn.RNNCell``
-    and ``nn.RNN``) plus the dotted names in ``extra`` (e.g. ``"torch.nn.functional.l1_loss"``), minus
-    those in ``allow``; or exactly ``only``. Python functions are blocked in place (their code is swapped for one that
-    raises), so an alias made earlier (``from rnn_course.cell import rnn_cell_step as step``) is
-    blocked too; torch functions are intercepted with a ``TorchFunctionMode``, and those of them that
-    are Python functions (``torch.nn.utils.clip_grad_norm_``, which the mode never sees) are also
-    blocked in place. Everything is restored on the way out, after an error too.
+    Blocked: :func:`default_references` (every function of the package's chapter
+    modules, the methods of their classes, ``torch.nn.functional.linear`` and the fused
+    RNN kernels behind ``nn.RNNCell`` and ``nn.RNN``) plus the dotted names in ``extra``
+    (e.g. ``"torch.nn.functional.l1_loss"``), minus those in ``allow``; or exactly
+    ``only``. Python functions are blocked in place (their code is swapped for one that
+    raises), so an alias made earlier
+    (``from rnn_course.cell import rnn_cell_step as step``) is blocked too; torch
+    functions are intercepted with a ``TorchFunctionMode``, and those of them that are
+    Python functions (``torch.nn.utils.clip_grad_norm_``, which the mode never sees) are
+    also blocked in place. Everything is restored on the way out, after an error too.
 
-    With ``strict_device``, an operation that mixes tensors of two devices raises, as on a GPU:
-    run the student's function on inputs on the ``meta`` device to catch tensors created on the
-    CPU on a machine without a GPU.
+    With ``strict_device``, an operation that mixes tensors of two devices raises, as on
+    a GPU: run the student's function on inputs on the ``meta`` device to catch tensors
+    created on the CPU on a machine without a GPU.
     """
     names = list(only) if only is not None else default_references() + list(extra)
     names = [name for name in dict.fromkeys(names) if name not in set(allow)]
@@ -820,8 +871,9 @@ def references_out_of_reach(
                 else:
                     torch_blocked[obj] = name
                     if inspect.isfunction(obj):
-                        # Not every Python function reaches the mode (clip_grad_norm_ and the other
-                        # torch.nn.utils helpers never do): block it in place as well.
+                        # Not every Python function reaches the mode (clip_grad_norm_
+                        # and the other torch.nn.utils helpers never do): block it in
+                        # place as well.
                         _block_python_object(name, obj, undo)
             else:
                 _block_python_object(name, obj, undo)
@@ -1065,7 +1117,8 @@ def call_without_references(
 def check_tuple(
     value, length: int, what: str, names: Sequence[str] | None = None
 ) -> tuple:
-    """Check that a function returned a tuple (or list) of ``length`` items, e.g. ``(inputs, targets)``."""
+    """Check that a function returned a tuple (or list) of ``length`` items, e.g.
+    ``(inputs, targets)``."""
     spelled = f"({', '.join(names)})" if names else f"{length} values"
     if _type(value) not in (tuple, list):
         raise CheckFailed(
@@ -1078,10 +1131,11 @@ def check_tuple(
 
 @contextlib.contextmanager
 def replaced_names(namespace: dict, **replacements):
-    """Temporarily bind names in ``namespace`` (a notebook's ``globals()``) to other objects.
+    """Temporarily bind names in ``namespace`` (a notebook's ``globals()``) to other
+    objects.
 
-    Grading one part at a time: while part 2 is tested, the student's part-1 function is replaced by
-    a correct one, so a mistake in part 1 costs only part 1's points.
+    Grading one part at a time: while part 2 is tested, the student's part-1 function is
+    replaced by a correct one, so a mistake in part 1 costs only part 1's points.
     """
     missing = object()
     saved = {name: namespace.get(name, missing) for name in replacements}
@@ -1103,7 +1157,8 @@ def seeded_randn(
     dtype: torch.dtype = torch.float32,
     scale: float = 1.0,
 ) -> torch.Tensor:
-    """Normal random numbers that are the same on every machine: drawn on the CPU, then moved to ``device``."""
+    """Normal random numbers that are the same on every machine: drawn on the CPU, then
+    moved to ``device``."""
     generator = torch.Generator().manual_seed(seed)
     values = torch.randn(*shape, generator=generator, dtype=torch.float64) * scale
     return values.to(dtype=dtype).to(device)

@@ -22,10 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     grading = commands.add_parser(
         "grade",
-        help="grade every submission of an assignment, sandboxed and in parallel (instructors)",
-        description="Grade submissions with nbgrader underneath: student code runs in a bubblewrap sandbox, "
-        "the tests (hidden ones too) run in the grader's own process. Writes grades.csv, feedback "
-        "pages and the gradebook.",
+        help=(
+            "grade every submission of an assignment, sandboxed and in parallel"
+            " (instructors)"
+        ),
+        description=(
+            "Grade submissions with nbgrader underneath: student code runs in a "
+            "bubblewrap sandbox, the tests (hidden ones too) run in the grader's own "
+            "process. Writes grades.csv, feedback pages and the gradebook."
+        ),
     )
     add_arguments(grading)
     args = parser.parse_args(argv)

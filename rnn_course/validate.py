@@ -1,7 +1,9 @@
-"""Input checks shared by the package: every bad input gets an error that says what was expected.
+"""Input checks shared by the package: every bad input gets an error that says what was
+expected.
 
-These are plumbing, not teaching code; each chapter's functions call them first so that a
-wrong shape fails at the call that caused it, with the names a reader knows from the chapter.
+These are plumbing, not teaching code; each chapter's functions call them first so that
+a wrong shape fails at the call that caused it, with the names a reader knows from the
+chapter.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import torch
 def require_tensor(
     value, name: str, ndim: int | None = None, shape_hint: str = ""
 ) -> torch.Tensor:
-    """Check that ``value`` is a floating-point tensor with ``ndim`` dimensions and no NaN."""
+    """Check that ``value`` is a floating-point tensor with ``ndim`` dimensions and no
+    NaN."""
     hint = f" shaped {shape_hint}" if shape_hint else ""
     if not isinstance(value, torch.Tensor):
         raise TypeError(
@@ -22,7 +25,8 @@ def require_tensor(
         )
     if not value.is_floating_point():
         raise TypeError(
-            f"{name} must hold floating-point numbers (float32 or float64), got {value.dtype}"
+            f"{name} must hold floating-point numbers (float32 or float64), "
+            f"got {value.dtype}"
         )
     if ndim is not None and value.dim() != ndim:
         raise ValueError(
@@ -38,10 +42,12 @@ def require_tensor(
 def require_shape(
     value: torch.Tensor, name: str, expected: Sequence[int], meaning: str
 ) -> None:
-    """Check an exact shape; ``meaning`` spells the dimensions, e.g. "(hidden_size, input_size)"."""
+    """Check an exact shape; ``meaning`` spells the dimensions, e.g.
+    "(hidden_size, input_size)"."""
     if tuple(value.shape) != tuple(expected):
         raise ValueError(
-            f"{name} must have shape {meaning} = {tuple(expected)}, got {tuple(value.shape)}"
+            f"{name} must have shape {meaning} = {tuple(expected)}, "
+            f"got {tuple(value.shape)}"
         )
 
 
@@ -67,12 +73,14 @@ def require_same_device_dtype(
 
 
 def require_series(value, name: str = "series") -> torch.Tensor:
-    """Check a daily series, (days,) or (days, features), and return it as (days, features)."""
+    """Check a daily series, (days,) or (days, features), and return it as
+    (days, features)."""
     require_tensor(value, name, shape_hint="(days,) or (days, features)")
     if value.dim() == 1:
         value = value.unsqueeze(1)  # (days, 1)
     if value.dim() != 2:
         raise ValueError(
-            f"{name} must be (days,) or (days, features), got shape {tuple(value.shape)}"
+            f"{name} must be (days,) or (days, features), "
+            f"got shape {tuple(value.shape)}"
         )
     return value
