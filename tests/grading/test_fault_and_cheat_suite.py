@@ -34,6 +34,12 @@ from rnn_course.grading.command import GradeOptions, grade
 from rnn_course.grading.sandbox import UID_BASE
 
 
+def unwrapped(row) -> str:
+    """The row's part messages as one line: the checks wrap long messages at spaces
+    (a newline and two spaces), which this undoes."""
+    return " ".join(part.message.replace("\n  ", " ") for part in row.parts)
+
+
 def checksums(folder: Path) -> dict[str, str]:
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
@@ -202,10 +208,7 @@ def test_no_cheat_scores_above_a_blank_submission(suite):
 
 
 def test_cheats_saw_nothing_and_reached_nothing(suite):
-    feedback = {
-        name: " ".join(part.message for part in suite["rows"][name].parts)
-        for name in suite["rows"]
-    }
+    feedback = {name: unwrapped(suite["rows"][name]) for name in suite["rows"]}
     scan = re.search(r"SCAN: files=(\d+) found=(\[.*?\])", feedback["read_secrets"])
     assert scan and int(scan.group(1)) > 100, feedback[
         "read_secrets"
@@ -223,7 +226,7 @@ def test_cheats_saw_nothing_and_reached_nothing(suite):
 
 
 def test_the_grader_is_no_more_visible_than_plain_nbgrader(suite):
-    message = " ".join(part.message for part in suite["rows"]["detect_grader"].parts)
+    message = unwrapped(suite["rows"]["detect_grader"])
     environment = dict(
         ast.literal_eval(re.search(r"ENV: (\[.*\]) uid=", message).group(1))
     )
