@@ -175,7 +175,11 @@ def grade(options: GradeOptions) -> GradeSummary:
     writer.ensure_assignment(grade_ids)
     scratch = Path(tempfile.mkdtemp(prefix="rnn-course-grading-"))
     pool = None
-    uids = confinement.UidPool() if options.sandbox else None
+    uids = (
+        confinement.UidPool()
+        if options.sandbox and not confinement.rootless()
+        else None
+    )  # rootless: a user namespace per submission instead
     try:
         submissions = intake.collect(
             options.submissions,

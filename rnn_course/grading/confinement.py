@@ -47,6 +47,82 @@ class ConfinementError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 
 
+def rootless() -> bool:
+    """True when the grader runs as an ordinary user: each sandbox then gets a user namespace of its
+    own instead of a uid of its own (only root can switch uids)."""
+    return os.geteuid() != 0
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    try:
+        found = tuple(int(part) for part in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return found >= (major, minor)
+
+
+def nproc_counted_per_namespace() -> bool:
+    """Linux 5.14 and later count ``RLIMIT_NPROC`` per user namespace ("ucounts"): a sandbox in a user
+    namespace of its own counts only its own processes, not all of its user's."""
+    return _kernel_at_least(5, 14)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _in_container(proc: Path) -> bool:
+    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
+        return True
+    text = _read(proc / "1" / "cgroup") or ""
+    return any(word in text for word in ("docker", "containerd", "kubepods", "libpod"))
+
+
+def user_namespace_blocker(
+    proc: Path = Path("/proc"), said: str = ""
+) -> tuple[str, str]:
+    """Why this machine refuses an ordinary user a user namespace, and the fix: (cause, fix).
+    ``said``: bubblewrap's own error message."""
+    if _read(proc / "sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return (
+            "AppArmor restricts unprivileged user namespaces "
+            "(kernel.apparmor_restrict_unprivileged_userns = 1, as on Ubuntu 23.10 and later)",
+            "let bubblewrap create them with an AppArmor profile: the README's 'Grading as an "
+            "ordinary user' shows the five lines of /etc/apparmor.d/bwrap, loaded with "
+            "`sudo apparmor_parser -r /etc/apparmor.d/bwrap`",
+        )
+    if _read(proc / "sys/kernel/unprivileged_userns_clone") == "0":
+        return (
+            "the kernel forbids unprivileged user namespaces "
+            "(kernel.unprivileged_userns_clone = 0)",
+            "`sudo sysctl -w kernel.unprivileged_userns_clone=1` (and the same line in "
+            "/etc/sysctl.d/ to keep it)",
+        )
+    limit = _read(proc / "sys/user/max_user_namespaces")
+    if limit in ("0", "1") or "ENOSPC" in said:
+        return (
+            "no more user namespaces may be created here (user.max_user_namespaces = "
+            f"{limit}, or this runs inside a sandbox or container that disabled nested ones)",
+            "`sudo sysctl -w user.max_user_namespaces=15000` on the host, or grade outside the "
+            "sandbox or container that disabled them",
+        )
+    if _in_container(proc):
+        return (
+            "this is a container whose seccomp or AppArmor profile (Docker's and Podman's "
+            "default ones) blocks the namespaces bubblewrap needs",
+            "start the container with `--security-opt seccomp=unconfined --security-opt "
+            "apparmor=unconfined`, or grade as root in a container allowed to make namespaces",
+        )
+    return (
+        "unknown (user namespaces are enabled by every setting this check knows)",
+        "run `bwrap --unshare-user --ro-bind / / true` as this user to see the error, and check "
+        "the machine's security modules (AppArmor, SELinux) and sysctls",
+    )
+
+
 def _lock_folder() -> Path:
     return Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
 
@@ -431,9 +507,12 @@ def memory_cgroup_problem() -> str | None:
     """Why no cgroup can hold a submission's memory here, or None when one can."""
     if sys.platform != "linux":
         return "cgroups exist only on Linux"
-    if os.geteuid() != 0:
-        return "making cgroups needs root (or a delegated subtree)"
     if "memory" not in _parents():
+        if rootless():
+            return (
+                "no cgroup is delegated to you (a systemd user session, or a cgroup folder an "
+                "administrator gave you once: see the README's 'Grading as an ordinary user')"
+            )
         return "no memory controller in this process's cgroup (v1 or v2) that it may write to"
     return None
 
@@ -561,12 +640,21 @@ def enforcement(memory_mb: int, processes: int, sandbox: bool) -> list[str]:
             "file size are limited per process only"
         ]
     cgroups = _parents() if not memory_cgroup_problem() else {}
-    lines = [
-        "identity: a uid of its own for each submission (from "
-        f"{UID_BASE}), cleaned of processes and keyrings before use",
+    if rootless():
+        lines = [
+            "identity: rootless (you are not root): each submission runs in a user namespace of its "
+            "own (with its own PID, IPC, network, mount and UTS namespaces), as your uid outside; "
+            "nothing it makes outlives those namespaces",
+        ]
+    else:
+        lines = [
+            "identity: a uid of its own for each submission (from "
+            f"{UID_BASE}), cleaned of processes and keyrings before use",
+        ]
+    lines.append(
         f"system calls: a seccomp filter denies {len(DENIED_SYSCALLS)} calls (keyrings, ptrace, bpf, "
-        "mount, unshare/setns, namespace flags to clone, io_uring, ...)",
-    ]
+        "mount, unshare/setns, namespace flags to clone, io_uring, ...)"
+    )
     if "memory" in cgroups:
         lines.append(
             f"memory: {memory_mb} MiB for all processes of a submission together (cgroup "
@@ -574,17 +662,26 @@ def enforcement(memory_mb: int, processes: int, sandbox: bool) -> list[str]:
         )
     else:
         lines.append(
-            f"memory: {memory_mb} MiB per process only (RLIMIT_AS): {memory_cgroup_problem()}"
+            f"memory: {memory_mb} MiB per process only (RLIMIT_AS), so a submission's processes "
+            f"together may use more: {memory_cgroup_problem()}"
         )
+    if rootless():
+        counted = (
+            "RLIMIT_NPROC, which the kernel counts in the submission's own user namespace, so "
+            "one submission's fork bomb cannot stop another's sandbox"
+            if nproc_counted_per_namespace()
+            else "RLIMIT_NPROC, which this kernel (before Linux 5.14) counts over all your "
+            "processes: one submission's fork bomb can keep another's sandbox from starting"
+        )
+    else:
+        counted = "RLIMIT_NPROC of its own uid"
     if "pids" in cgroups:
         lines.append(
             f"processes: {processes} per submission (cgroup {cgroups['pids'][0]} pids controller, "
-            "and RLIMIT_NPROC of its own uid)"
+            f"and {counted})"
         )
     else:
-        lines.append(
-            f"processes: {processes} per submission (RLIMIT_NPROC of its own uid)"
-        )
+        lines.append(f"processes: {processes} per submission ({counted})")
     lines.append(
         "CPU time, file size, open files: per process (setrlimit); wall clock: the grader's own"
     )
@@ -599,8 +696,11 @@ __all__ = [
     "clean_uid",
     "enforcement",
     "memory_cgroup_problem",
+    "nproc_counted_per_namespace",
     "processes_of",
+    "rootless",
     "seccomp_fd",
     "seccomp_program",
     "traces_on_host",
+    "user_namespace_blocker",
 ]

@@ -4,7 +4,9 @@ Run as a script (``python -I driver.py CONFIG_JSON``), not as ``-m rnn_course...
 ``rnn_course`` package would import torch, which this process does not need (the kernel does). Steps:
 
 1. set the resource limits, then, when started as root inside bubblewrap, drop to the sandbox's
-   unprivileged uid (as root, ``RLIMIT_NPROC`` would not be enforced);
+   unprivileged uid (as root, ``RLIMIT_NPROC`` would not be enforced); started by an ordinary user,
+   the driver is already unprivileged, in a user namespace of its own, where the kernel counts
+   ``RLIMIT_NPROC`` for this sandbox alone;
 2. build a course in the private scratch folder: the *release* gradebook and notebook (no hidden test,
    no solution) and the student's files as ``submitted/student/<assignment>/``;
 3. run nbgrader's ``Autograde`` converter (sanitizing, checksums, ``OverwriteCells`` restoring
@@ -375,7 +377,7 @@ def main(argv: list[str]) -> None:
     )  # the kernel must not inherit the report's pipe
     report = {"stage": "start", "errors": [], "nbgrader_ok": False}
     try:
-        limit_resources(config["limits"], strict=config.get("uid") is not None)
+        limit_resources(config["limits"], strict=bool(config.get("strict")))
         if config.get("uid") is not None:
             drop_privileges(int(config["uid"]), int(config["gid"]))
         report["stage"] = "prepare"

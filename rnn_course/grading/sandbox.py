@@ -96,18 +96,17 @@ def bwrap_path() -> str | None:
 
 
 def check_sandbox_available() -> None:
-    """Raise :class:`SandboxError` with a clear message when sandboxed grading cannot run here."""
+    """Raise :class:`SandboxError` with a clear message when sandboxed grading cannot run here.
+
+    As root, each sandbox starts as root and drops to a uid of its own; as an ordinary user, each
+    sandbox gets a user namespace of its own (bubblewrap ``--unshare-user``), which the machine must
+    allow: where it does not, the message names the cause and the fix.
+    """
     if bwrap_path() is None:
         raise SandboxError(
             "bubblewrap (bwrap) is not installed, so student code cannot be confined. Install it "
             "(Debian/Ubuntu: apt-get install bubblewrap) or, knowing that student code will then run "
             "with your rights, pass --no-sandbox."
-        )
-    if os.geteuid() != 0:
-        raise SandboxError(
-            "sandboxed grading runs as root: it starts each sandbox as root and drops to an unprivileged "
-            "uid inside, so that process limits apply (RLIMIT_NPROC is not enforced for root). Run it as "
-            "root (e.g. in a container or CI), or pass --no-sandbox."
         )
     try:
         confinement.seccomp_program()
@@ -117,33 +116,46 @@ def check_sandbox_available() -> None:
             "--no-sandbox."
         ) from None
     trial = subprocess.run(
-        [
-            bwrap_path(),
-            "--unshare-net",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--die-with-parent",
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "--tmpfs",
-            "/tmp",
-            "--",
-            "true",
-        ],
+        [bwrap_path(), *_trial_arguments(), "--", "true"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    if trial.returncode != 0:
+    if trial.returncode == 0:
+        return
+    said = trial.stderr.strip()[:300]
+    if confinement.rootless():
+        cause, fix = confinement.user_namespace_blocker(said=said)
         raise SandboxError(
-            f"bubblewrap is installed but cannot make a sandbox here ({trial.stderr.strip()[:300]}); in a "
-            "container it needs the right to create namespaces and mounts. Fix that, or pass --no-sandbox."
+            f"as an ordinary user, each sandbox needs a user namespace of its own, and this machine "
+            f"refuses one (bubblewrap said: {said}). Cause: {cause}. Fix: {fix}. Or grade as root, "
+            "or, knowing that student code will then run with your rights, pass --no-sandbox."
         )
+    raise SandboxError(
+        f"bubblewrap is installed but cannot make a sandbox here ({said}); in a "
+        "container it needs the right to create namespaces and mounts. Fix that, or pass --no-sandbox."
+    )
+
+
+def _trial_arguments() -> list[str]:
+    """A minimal sandbox with the namespaces of the real ones (a user namespace when rootless)."""
+    user = ["--unshare-user", "--disable-userns"] if confinement.rootless() else []
+    return [
+        *user,
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--die-with-parent",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,6 +387,7 @@ class Sandbox:
                 work_dir=f"{SANDBOX_ROOT}/work",
                 uid=self.uid,
                 gid=self.uid,
+                strict=True,
             )
             # The mount list names the grader's folders: pass it through a file descriptor (bwrap --args),
             # so that it is not on the command line, which /proc shows inside the sandbox.
@@ -459,11 +472,13 @@ class Sandbox:
             "sandbox",
             "--cap-drop",
             "ALL",
-            "--cap-add",
-            "CAP_SETUID",
-            "--cap-add",
-            "CAP_SETGID",
         ]
+        if (
+            self.uid is None
+        ):  # rootless: a user namespace of its own, no capability in it
+            command[:0] = ["--unshare-user", "--disable-userns"]
+        else:  # as root: the driver drops to the submission's own uid
+            command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         command += bwrap_mounts(
             self.hidden,
             self.bind_back + [str(_DRIVER.parent.parent)],

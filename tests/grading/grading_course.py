@@ -1,8 +1,13 @@
 """The grading tests' course copy and sandbox requirement (imported by conftest.py and the tests).
 
-Sandboxed grading needs bubblewrap and root. Where they are missing the sandboxed tests are skipped
-with the reason, except in CI (the ``CI`` environment variable is set), where ``.ci/run`` installs
-bubblewrap and runs as root: there a missing sandbox fails the run instead of hiding it.
+Sandboxed grading needs bubblewrap and, as an ordinary user, user namespaces. Where they are missing
+the sandboxed tests are skipped with the reason, except in CI (the ``CI`` environment variable is
+set), where ``.ci/run`` installs bubblewrap and runs the suites as root and again as an ordinary user
+(tests/grading/test_rootless.py): there a missing sandbox fails the run instead of hiding it.
+
+The same suites run in both modes; :class:`HostState` is how they check that nothing of a sandbox is
+left: as root, nothing of the submissions' own uids; as an ordinary user (whose uid the sandboxes
+share outside their namespaces), nothing of that uid that was not there before the run.
 """
 
 from __future__ import annotations
@@ -35,6 +40,71 @@ def require_sandbox() -> None:
         pytest.fail(f"CI must test the sandbox, but {problem}")
     if problem:
         pytest.skip(problem)
+
+
+class HostState:
+    """What sandboxes could leave on the host, taken before a run and compared after it."""
+
+    def __init__(self, ignore: Path | None = None):
+        from rnn_course.grading import confinement
+
+        self.rootless = confinement.rootless()
+        self.ignore = (
+            str(ignore) if ignore else None
+        )  # the test's own folder (it writes there)
+        self.before = (
+            self._traces() if self.rootless else {}
+        )  # as root, the submissions' uids are new: nothing is there before
+
+    def _traces(self, uids: set[int] | None = None) -> dict:
+        from rnn_course.grading import confinement
+
+        found = confinement.traces_on_host(uids or {os.getuid()})
+        if self.rootless:  # only what is new, and not the test's own files or processes
+            own = {os.getpid(), *_descendants(os.getpid())}
+            found["processes"] = [
+                pid for pid in found.get("processes", []) if pid not in own
+            ]
+            found["files"] = [
+                path
+                for path in found.get("files", [])
+                if not (self.ignore and path.startswith(self.ignore))
+            ]
+        return {kind: value for kind, value in found.items() if value}
+
+    def left(self, summary_uids: set[int]) -> dict:
+        """What is on the host now that a run left: {} when nothing."""
+        if not self.rootless:
+            return self._traces(set(summary_uids))
+        now = self._traces()
+        return {
+            kind: new
+            for kind, values in now.items()
+            if (
+                new := [
+                    value for value in values if value not in self.before.get(kind, [])
+                ]
+            )
+        }
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(
+                    int(entry)
+                )
+            except (OSError, ValueError, IndexError):
+                continue
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 def make_course(target: Path) -> Path:

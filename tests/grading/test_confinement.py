@@ -172,6 +172,10 @@ def test_the_filter_names_every_call_the_issue_lists():
     )
 
 
+@pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="uids are leased and cleaned only as root (rootless: namespaces)",
+)
 def test_a_pool_gives_each_submission_its_own_uid_and_a_second_run_other_uids():
     require_sandbox()
     first, second = confinement.UidPool(), confinement.UidPool()
@@ -194,6 +198,10 @@ def test_a_pool_gives_each_submission_its_own_uid_and_a_second_run_other_uids():
         third.release()
 
 
+@pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="uids are leased and cleaned only as root (rootless: namespaces)",
+)
 def test_cleaning_a_uid_removes_its_keys_and_processes():
     require_sandbox()
     uid = (
