@@ -1,0 +1,154 @@
+"""The grading suites again, as an ordinary user (issue 10): the rootless sandbox holds them too.
+
+Run as root (as ``make test`` runs in CI), this test sets up a copy of the checkout in an ordinary
+user's home with the distribution's own Python (``.ci/ordinary-user``, the README's set-up as an
+instructor without root would do it), then runs there, as that user:
+
+1. in a cgroup delegated to the user (memory and pids, as an administrator would delegate one once):
+   the fault-and-cheat suite, the trust suite, the confinement and layout tests and the rootless-mode
+   tests — the same files the root run of ``make test`` runs, now in the rootless mode;
+2. with no cgroup at all: the rootless-mode test of per-process limits (a fork bomb that must not
+   stop another worker's sandbox).
+
+The user is ``RNN_COURSE_TEST_USER`` (default ``rnn-ci``), made by ``.ci/run``; without it the test
+is skipped, except in CI, where it fails. As an ordinary user already, the suites run directly
+(this file has nothing to add) and this test is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from grading_course import ROOT
+
+from rnn_course.grading import confinement
+
+USER = os.environ.get("RNN_COURSE_TEST_USER", "rnn-ci")
+SUITES = [
+    "tests/grading/test_fault_and_cheat_suite.py",
+    "tests/grading/test_trust.py",
+    "tests/grading/test_confinement.py",
+    "tests/grading/test_sandbox_layout.py",
+    "tests/grading/test_rootless_mode.py",
+]
+WITHOUT_CGROUP = [
+    "tests/grading/test_rootless_mode.py::"
+    "test_without_a_cgroup_one_fork_bomb_does_not_stop_another_sandbox"
+]
+
+
+def _user_or_skip() -> pwd.struct_passwd:
+    if os.geteuid() != 0:
+        pytest.skip("already an ordinary user: the suites run here in the rootless mode")
+    try:
+        return pwd.getpwnam(USER)
+    except KeyError:
+        problem = (
+            f"no user {USER!r} to run the suites as an ordinary user "
+            "(.ci/run makes it: useradd --create-home rnn-ci)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the rootless suites, but there is {problem}")
+        pytest.skip(problem)
+
+
+class DelegatedCgroup:
+    """Memory and pids cgroups made under this process's own and given to ``user`` (chown), as
+    an administrator delegates a subtree once; removed afterwards."""
+
+    def __init__(self, user: pwd.struct_passwd):
+        own, mounts = confinement._own_cgroups(), confinement._mounts()
+        name = f"rnn-course-delegated-{uuid.uuid4().hex[:8]}"
+        self.folders: list[Path] = []
+        for controller in ("memory", "pids"):
+            if controller in mounts and controller in own:  # cgroup v1
+                parent = Path(mounts[controller] + own[controller].rstrip("/"))
+                self._make(parent / name, user)
+        if not self.folders and "" in mounts:  # cgroup v2: one folder, controllers enabled
+            parent = Path(mounts[""] + own.get("", "/").rstrip("/"))
+            (parent / "cgroup.subtree_control").write_text("+memory +pids")
+            self._make(parent / name, user)
+            (self.folders[0] / "cgroup.subtree_control").write_text("+memory +pids")
+
+    def _make(self, folder: Path, user: pwd.struct_passwd) -> None:
+        folder.mkdir()
+        self.folders.append(folder)
+        for path in [folder, *folder.iterdir()]:
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    @property
+    def procs_files(self) -> str:
+        return " ".join(str(folder / "cgroup.procs") for folder in self.folders)
+
+    def remove(self) -> None:
+        for folder in self.folders:
+            for child in sorted(folder.glob("*/"), reverse=True):
+                if (child / "cgroup.procs").exists():
+                    child.rmdir()
+            folder.rmdir()
+
+
+def _as_user(user, checkout: Path, tests: list[str], procs_files: str = ""):
+    environment = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "RNN_COURSE_PROCS": procs_files,
+        **{
+            name: os.environ[name]
+            for name in os.environ
+            if name == "CI" or name.startswith(("PIP_", "RNN_COURSE_SANDBOX"))
+        },
+    }
+    join = 'for file in $RNN_COURSE_PROCS; do echo $$ > "$file" || exit 125; done; '
+    command = [
+        "/bin/sh",
+        "-c",
+        join + 'exec runuser -u "$0" -- "$@"',
+        user.pw_name,
+        "env",
+        "-u",
+        "RNN_COURSE_PROCS",
+        ".venv/bin/python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-rfEs",
+        *tests,
+    ]
+    return subprocess.run(
+        command,
+        cwd=checkout,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
+
+
+def test_the_grading_suites_pass_as_an_ordinary_user_with_the_distributions_python():
+    user = _user_or_skip()
+    checkout = Path(user.pw_dir) / "rnn-course"
+    setup = subprocess.run(
+        [str(ROOT / ".ci" / "ordinary-user"), user.pw_name, str(checkout)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert setup.returncode == 0, (setup.stdout + setup.stderr)[-3000:]
+    cgroup = DelegatedCgroup(user)
+    try:
+        delegated = _as_user(user, checkout, SUITES, cgroup.procs_files)
+    finally:
+        cgroup.remove()
+    assert delegated.returncode == 0, delegated.stdout[-6000:] + delegated.stderr[-2000:]
+    assert " passed" in delegated.stdout and " failed" not in delegated.stdout
+    bare = _as_user(user, checkout, WITHOUT_CGROUP)
+    assert bare.returncode == 0, bare.stdout[-6000:] + bare.stderr[-2000:]
+    assert "1 passed" in bare.stdout, bare.stdout[-3000:]
