@@ -1,6 +1,8 @@
 # The two commands of the README: `make book` and `make test`. Both create .venv when it is missing.
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
+# The Python that creates .venv (only when .venv is missing); another one, e.g. Debian's own:
+# make setup PYTHON=/usr/bin/python3.11
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
