@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -44,7 +45,9 @@ WITHOUT_CGROUP = [
 
 def _user_or_skip() -> pwd.struct_passwd:
     if os.geteuid() != 0:
-        pytest.skip("already an ordinary user: the suites run here in the rootless mode")
+        pytest.skip(
+            "already an ordinary user: the suites run here in the rootless mode"
+        )
     try:
         return pwd.getpwnam(USER)
     except KeyError:
@@ -69,7 +72,9 @@ class DelegatedCgroup:
             if controller in mounts and controller in own:  # cgroup v1
                 parent = Path(mounts[controller] + own[controller].rstrip("/"))
                 self._make(parent / name, user)
-        if not self.folders and "" in mounts:  # cgroup v2: one folder, controllers enabled
+        if (
+            not self.folders and "" in mounts
+        ):  # cgroup v2: one folder, controllers enabled
             parent = Path(mounts[""] + own.get("", "/").rstrip("/"))
             (parent / "cgroup.subtree_control").write_text("+memory +pids")
             self._make(parent / name, user)
@@ -108,7 +113,8 @@ def _as_user(user, checkout: Path, tests: list[str], procs_files: str = ""):
     command = [
         "/bin/sh",
         "-c",
-        join + 'exec runuser -u "$0" -- "$@"',
+        join + 'user=$1; shift; exec "$0" -u "$user" -- "$@"',
+        shutil.which("runuser") or "/usr/sbin/runuser",
         user.pw_name,
         "env",
         "-u",
@@ -147,7 +153,9 @@ def test_the_grading_suites_pass_as_an_ordinary_user_with_the_distributions_pyth
         delegated = _as_user(user, checkout, SUITES, cgroup.procs_files)
     finally:
         cgroup.remove()
-    assert delegated.returncode == 0, delegated.stdout[-6000:] + delegated.stderr[-2000:]
+    assert delegated.returncode == 0, (
+        delegated.stdout[-6000:] + delegated.stderr[-2000:]
+    )
     assert " passed" in delegated.stdout and " failed" not in delegated.stdout
     bare = _as_user(user, checkout, WITHOUT_CGROUP)
     assert bare.returncode == 0, bare.stdout[-6000:] + bare.stderr[-2000:]
