@@ -21,6 +21,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -91,11 +92,19 @@ class DelegatedCgroup:
         return " ".join(str(folder / "cgroup.procs") for folder in self.folders)
 
     def remove(self) -> None:
+        """Remove the folders (and any submission cgroup left in them); the kernel may take a
+        moment to let go of a cgroup whose last process just exited."""
         for folder in self.folders:
-            for child in sorted(folder.glob("*/"), reverse=True):
-                if (child / "cgroup.procs").exists():
-                    child.rmdir()
-            folder.rmdir()
+            children = [p for p in folder.iterdir() if (p / "cgroup.procs").exists()]
+            for path in [*children, folder]:
+                for _ in range(100):
+                    try:
+                        path.rmdir()
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        time.sleep(0.1)
 
 
 def _as_user(user, checkout: Path, tests: list[str], procs_files: str = ""):
