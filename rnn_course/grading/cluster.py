@@ -43,6 +43,7 @@ MAX_SUBMITS = 4
 """Tasks sent for one submission, counting those lost before they started."""
 CONNECT_TIMEOUT = 30.0
 """Seconds to reach the scheduler before the command gives up."""
+_WORKER: dict = {}  # this process's package digest; on a worker: scratch, releases, uids
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,10 +76,24 @@ def release_data(config: dict) -> dict:
         "source_name": source.name,
         "source": source.read_bytes(),
         "assignment": config["assignment"],
+        "package": package_digest(),
         "settings": dict(config["settings"]),
         "hidden": list(config["hidden"]),
         "secrets": list(config["secrets"]),
     }
+
+
+def package_digest() -> str:
+    """A hash of this ``rnn_course`` package's Python files: a worker grades only with
+    the same code as the command (the same tests, the same rows)."""
+    if "package" not in _WORKER:
+        package = Path(__file__).resolve().parents[1]
+        digest = hashlib.sha256()
+        for path in sorted(package.rglob("*.py")):
+            digest.update(f"{path.relative_to(package).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+        _WORKER["package"] = digest.hexdigest()
+    return _WORKER["package"]
 
 
 def _identity(data):
@@ -248,8 +263,6 @@ def enforcement(sandbox: bool) -> list[str]:
 # The worker side: in a Dask worker process, on any host
 # ---------------------------------------------------------------------------------------------
 
-_WORKER: dict = {}  # this worker process's scratch folder, releases, uid pool
-
 
 def grade_task(release: dict, job: dict, topic: str) -> dict:
     """The Dask task: claim an attempt on the scheduler, then grade here; returns the
@@ -271,6 +284,14 @@ def grade_here(release: dict, job: dict, threads: int = 1) -> dict:
     host = socket.gethostname()
     settings = {**release["settings"], "threads": threads}
     use_bwrap = settings["use_bwrap"]
+    if release.get("package", package_digest()) != package_digest():
+        return error_row(
+            job,
+            release["assignment"],
+            f"the Dask worker on host {host} has another version of the rnn_course "
+            f"package ({Path(__file__).resolve().parents[1]}) than the command; install "
+            "the same one on every worker",
+        )
     if use_bwrap:
         problem = _sandbox_problem()
         if problem:

@@ -198,7 +198,7 @@ def test_a_killed_worker_costs_one_retry_then_a_grader_error(
     assert first["worker"] != second["worker"]  # retried elsewhere
 
 
-def test_a_host_that_cannot_sandbox_refuses_and_says_which_and_why(monkeypatch):
+def test_a_host_that_cannot_sandbox_or_has_other_code_refuses_and_says_why(monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     monkeypatch.delitem(cluster._WORKER, "sandbox_problem", raising=False)
     release = {"assignment": ASSIGNMENT, "settings": {"use_bwrap": True}}
@@ -209,6 +209,10 @@ def test_a_host_that_cannot_sandbox_refuses_and_says_which_and_why(monkeypatch):
     assert f"on host {os.uname().nodename}" in row.message
     assert "bubblewrap (bwrap) is not installed" in row.message
     assert "--no-sandbox" in row.message
+    other = {**release, "package": "another digest"}  # another version of rnn_course
+    row = report.Row.from_dict(cluster.grade_here(other, job))
+    assert row.status == report.GRADER_ERROR
+    assert "another version of the rnn_course package" in row.message
 
 
 def test_the_command_line_and_an_unreachable_scheduler(monkeypatch):
