@@ -1,14 +1,14 @@
-"""The Dask executor of ``rnn-course grade --scheduler ADDRESS``: one task per submission.
+"""The Dask executor of ``rnn-course grade --scheduler ADDRESS``: a task a submission.
 
 The command's process (the client) stays the only writer of the gradebook, the grade
 table, the feedback and the results cache; this module only moves work and rows::
 
-    client (this module, in the command)            Dask worker, on any host
-    ----------------------------------------        --------------------------------------
-    release folder + source notebook, as bytes ──>  written once per worker (by digest)
-    one task per submission, its files as bytes ──> claims an attempt, checks its sandbox,
-                                                    leases a uid of its own host, grades
-    row (plain data)                           <──  :func:`.worker.grade_submission`
+    client (this module, in the command)        Dask worker, on any host
+    ------------------------------------        ------------------------------------
+    release folder, source notebook (bytes) ──> written once per worker (by digest)
+    a task a submission, its files (bytes)  ──> claims an attempt, checks its sandbox,
+                                                leases a uid of its own host, grades
+    row (plain data)                        <── :func:`.worker.grade_submission`
 
 A worker may be on another host, so a task carries everything as data, and the worker
 works out its own confinement (its Python, its package, its temporary folders). A worker
@@ -43,12 +43,12 @@ MAX_SUBMITS = 4
 """Tasks sent for one submission, counting those lost before they started."""
 CONNECT_TIMEOUT = 30.0
 """Seconds to reach the scheduler before the command gives up."""
-_WORKER: dict = {}  # this process's package digest; on a worker: scratch, releases, uids
+_WORKER: dict = {}  # the package's digest; on a worker: scratch, releases, uids
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # The client side: in the command's process
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 def release_data(config: dict) -> dict:
@@ -259,9 +259,9 @@ def enforcement(sandbox: bool) -> list[str]:
     ]
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # The worker side: in a Dask worker process, on any host
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
 
 def grade_task(release: dict, job: dict, topic: str) -> dict:
@@ -289,8 +289,8 @@ def grade_here(release: dict, job: dict, threads: int = 1) -> dict:
             job,
             release["assignment"],
             f"the Dask worker on host {host} has another version of the rnn_course "
-            f"package ({Path(__file__).resolve().parents[1]}) than the command; install "
-            "the same one on every worker",
+            f"package ({Path(__file__).resolve().parents[1]}) than the command; "
+            "install the same one on every worker",
         )
     if use_bwrap:
         problem = _sandbox_problem()

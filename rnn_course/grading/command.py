@@ -2,7 +2,8 @@
 
 The main process finds and checks the submissions (:mod:`.intake`), prepares the release course copy
 and the instructor's gradebook (:mod:`.gradebook`), hands the submissions to a pool of worker processes
-(:mod:`.worker`, one per core by default), and as rows come back it alone writes them: the results
+(:mod:`.worker`, one per core by default; with ``--scheduler``, to a Dask cluster: :mod:`.cluster`),
+and as rows come back it alone writes them: the results
 cache, the feedback pages, the gradebook, and finally the grade table (:mod:`.report`). A progress bar
 shows graded/total and failures.
 

@@ -1,7 +1,8 @@
-"""Grading on a Dask cluster (``rnn-course grade --scheduler``), with real worker processes
-on loopback (``distributed.LocalCluster``): the same table and feedback as the local pool,
-unchanged submissions reused, a worker killed mid-task retried once and then given up,
-and a host that cannot sandbox refusing its submissions."""
+"""Grading on a Dask cluster (``rnn-course grade --scheduler``), with real worker
+processes on loopback (``distributed.LocalCluster``): the same table and feedback as the
+local pool, unchanged submissions reused, a worker killed mid-task retried once and then
+given up, and a host that cannot sandbox (or has other code) refusing its
+submissions."""
 
 from __future__ import annotations
 
