@@ -2,7 +2,8 @@
 
 The main process finds and checks the submissions (:mod:`.intake`), prepares the release course copy
 and the instructor's gradebook (:mod:`.gradebook`), hands the submissions to a pool of worker processes
-(:mod:`.worker`, one per core by default), and as rows come back it alone writes them: the results
+(:mod:`.worker`, one per core by default; with ``--scheduler``, to a Dask cluster: :mod:`.cluster`),
+and as rows come back it alone writes them: the results
 cache, the feedback pages, the gradebook, and finally the grade table (:mod:`.report`). A progress bar
 shows graded/total and failures.
 
@@ -57,6 +58,12 @@ class GradeOptions:
     submission_timeout: float = 300.0
     memory_mb: int = 4096
     progress: bool = True
+    scheduler: str | None = None  # a Dask scheduler's address: grade on that cluster
+    scheduler_file: Path | None = None  # or the scheduler file it wrote (e.g. Slurm)
+
+    @property
+    def on_cluster(self) -> bool:
+        return bool(self.scheduler or self.scheduler_file)
 
 
 @dataclass
@@ -147,14 +154,12 @@ def grade(options: GradeOptions) -> GradeSummary:
         )
     if not options.submissions.exists():
         raise GradingError(f"{options.submissions} does not exist")
-    if options.sandbox:
+    if options.sandbox and not options.on_cluster:  # (each Dask worker checks its own)
         check_sandbox_available()
         confinement.enable_v2_delegation()  # (a systemd user scope: see the README)
-    else:
+    elif not options.sandbox:
         print(UNCONFINED_WARNING, file=sys.stderr)
-    enforcement = confinement.enforcement(
-        options.memory_mb, SandboxSettings.processes, options.sandbox
-    )
+    enforcement = _enforcement(options)
     print(
         "rnn-course grade: " + "\n  ".join(["limits of this run:", *enforcement]),
         file=sys.stderr,
@@ -178,9 +183,9 @@ def grade(options: GradeOptions) -> GradeSummary:
     pool = None
     uids = (
         confinement.UidPool()
-        if options.sandbox and not confinement.rootless()
+        if options.sandbox and not options.on_cluster and not confinement.rootless()
         else None
-    )  # rootless: a user namespace per submission instead
+    )  # rootless: a user namespace per submission; on a cluster: each worker's own host
     try:
         submissions = intake.collect(
             options.submissions,
@@ -220,8 +225,8 @@ def grade(options: GradeOptions) -> GradeSummary:
                 )  # its own, for it alone
         workers = max(1, min(options.workers or os.cpu_count() or 1, len(jobs)))
         if jobs:
-            pool = _start_pool(
-                workers, options.sandbox
+            pool = _start_executor(
+                options, workers
             )  # the workers import torch while this process prepares
         for row in rows:
             writer.write(
@@ -286,6 +291,30 @@ def _ungraded_row(submission: intake.Submission, assignment: str, plan) -> repor
         parts,
         submission.fingerprint,
     )
+
+
+def _enforcement(options: GradeOptions) -> list[str]:
+    """How each limit is enforced: on this host, or on each Dask worker's host."""
+    if options.on_cluster:
+        from .cluster import enforcement
+
+        return enforcement(options.sandbox)
+    return confinement.enforcement(
+        options.memory_mb, SandboxSettings.processes, options.sandbox
+    )
+
+
+def _start_executor(options: GradeOptions, workers: int):
+    """Where the tasks run: the local process pool, or a Dask cluster (--scheduler)."""
+    if not options.on_cluster:
+        return _start_pool(workers, options.sandbox)
+    from .cluster import connect
+
+    scheduler_file = options.scheduler_file and str(options.scheduler_file)
+    try:
+        return connect(options.scheduler, scheduler_file)
+    except ValueError as error:
+        raise GradingError(str(error)) from None
 
 
 def _start_pool(
@@ -374,7 +403,20 @@ def add_arguments(parser) -> None:
         help="output folder (default: <course>/graded/<assignment>)",
     )
     parser.add_argument(
-        "--workers", type=int, help="parallel workers (default: one per core)"
+        "--workers",
+        type=int,
+        help="parallel workers (default: one per core; with --scheduler, the cluster's)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on a Dask cluster: its scheduler's address, e.g. tcp://host:8786",
+    )
+    parser.add_argument(
+        "--scheduler-file",
+        type=Path,
+        help="grade on the Dask cluster whose scheduler wrote this file (dask scheduler "
+        "--scheduler-file)",
     )
     parser.add_argument(
         "--force",
@@ -433,6 +475,8 @@ def run(args) -> int:
         args.cell_timeout,
         args.submission_timeout,
         args.memory,
+        scheduler=args.scheduler,
+        scheduler_file=args.scheduler_file,
     )
     try:
         summary = grade(options)
