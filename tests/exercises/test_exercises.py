@@ -324,7 +324,8 @@ def graded(courses, autograding, tmp_path_factory, grade_table) -> dict[str, dic
             lines.append(f"{name:<18} {student:<34} {score:>6} {result.max_score:>5g}  {students[name][student]}")
     total = sum(len(by_student) for by_student in results.values())
     lines.append(f"({total} submissions autograded in {seconds:.0f} s, {len(results)} nbgrader processes in parallel)")
-    (tmp_path_factory.getbasetemp() / "grades.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with open(tmp_path_factory.getbasetemp() / "grades.txt", "a", encoding="utf-8") as table:
+        table.write("\n".join(lines) + "\n")
     grade_table.extend(lines)
     print("\n" + "\n".join(lines))
     return results
@@ -380,6 +381,8 @@ def grader_run(autograding, tmp_path_factory, grade_table) -> GraderRun:
     total = sum(len(rows) for rows in run.rows.values())
     lines.append(f"({total} submissions graded by rnn-course grade in {seconds:.0f} s, "
                  f"{'sandboxed' if sandbox else 'UNCONFINED: no sandbox here'})")
+    with open(tmp_path_factory.getbasetemp() / "grades.txt", "a", encoding="utf-8") as table:
+        table.write("\n".join(lines) + "\n")
     grade_table.extend(lines)
     return run
 
