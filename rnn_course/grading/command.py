@@ -91,15 +91,14 @@ class GradeSummary:
         failures = Counter(
             row.status for row in self.rows if row.status not in report.NOT_FAILURES
         )
+        by_status = ", ".join(
+            f"{count} {status}" for status, count in sorted(failures.items())
+        )
         lines = [
-            f"{len(self.rows)} rows: {self.graded_now} graded now, {self.reused} reused"
+            f"{len(self.rows)} row{'' if len(self.rows) == 1 else 's'}:"
+            f" {self.graded_now} graded now, {self.reused} reused"
             f" from the cache, {decided} decided at intake (not run); {self.failed}"
-            " failed"
-            + "".join(
-                f"{', ' if i else ' ('}{count} {status}"
-                for i, (status, count) in enumerate(sorted(failures.items()))
-            )
-            + (")" if failures else "")
+            f" failed{f' ({by_status})' if by_status else ''}"
         ]
         if self.absent:
             names = ", ".join(self.absent[:20])
