@@ -78,10 +78,43 @@ class GradeSummary:
     uids: dict[str, int] = field(
         default_factory=dict
     )  # the sandbox uid of each submission graded now
+    graded_now: int = 0  # rows whose notebook ran in this run
+    reused: int = 0  # rows kept from the results cache (same files as before)
+    absent: list[str] = field(default_factory=list)  # folders without the assignment
 
     @property
     def grader_errors(self) -> int:
         return self.counts[report.GRADER_ERROR]
+
+    @property
+    def failed(self) -> int:
+        """Rows whose status is a failure (what the progress bar counts)."""
+        return sum(row.status not in report.NOT_FAILURES for row in self.rows)
+
+    def lines(self, assignment: str) -> list[str]:
+        """The command's summary: how many rows were graded now, reused, failed, and
+        the student folders that have nothing for this assignment."""
+        decided = len(self.rows) - self.graded_now - self.reused
+        failures = Counter(
+            row.status for row in self.rows if row.status not in report.NOT_FAILURES
+        )
+        by_status = ", ".join(
+            f"{count} {status}" for status, count in sorted(failures.items())
+        )
+        lines = [
+            f"{len(self.rows)} row{'' if len(self.rows) == 1 else 's'}:"
+            f" {self.graded_now} graded now, {self.reused} reused"
+            f" from the cache, {decided} decided at intake (not run); {self.failed}"
+            f" failed{f' ({by_status})' if by_status else ''}"
+        ]
+        if self.absent:
+            names = ", ".join(self.absent[:20])
+            more = f" and {len(self.absent) - 20} more" if len(self.absent) > 20 else ""
+            folders = "folder has" if len(self.absent) == 1 else "folders have"
+            lines.append(
+                f"{len(self.absent)} student {folders} no {assignment}: {names}{more}"
+            )
+        return lines
 
 
 def _project_root() -> Path | None:
@@ -197,6 +230,7 @@ def grade(options: GradeOptions) -> GradeSummary:
         )
         rows: list[report.Row] = []
         jobs = []
+        reused = 0
         for submission in submissions:
             cached = folder.cached(submission.student)
             if submission.status is not None:
@@ -210,6 +244,7 @@ def grade(options: GradeOptions) -> GradeSummary:
                 and cached.status != report.GRADER_ERROR
             ):
                 rows.append(cached)  # graded before from the same files: kept as it is
+                reused += 1
             else:
                 jobs.append(
                     {
@@ -269,6 +304,9 @@ def grade(options: GradeOptions) -> GradeSummary:
         Counter(row.status for row in rows),
         enforcement,
         {job["student"]: job["uid"] for job in jobs if job["uid"] is not None},
+        len(jobs),
+        reused,
+        submissions.absent,
     )
 
 
@@ -277,7 +315,7 @@ def _ungraded_row(submission: intake.Submission, assignment: str, plan) -> repor
     points = None if submission.status == report.UNKNOWN else 0.0
     parts = [
         report.PartFeedback(
-            part.grade_id, part.description, points, part.points, "not graded"
+            part.grade_id, part.description, points, part.points, report.NOT_GRADED
         )
         for part in plan.parts
     ]
@@ -488,10 +526,12 @@ def run(args) -> int:
     ) as error:
         print(f"rnn-course grade: {report.printable(str(error))}", file=sys.stderr)
         return 2
+    for line in summary.lines(args.assignment):
+        print(report.printable(line))
     counts = ", ".join(
         f"{count} {status}" for status, count in sorted(summary.counts.items())
     )
-    print(f"{len(summary.rows)} submissions: {counts}")
+    print(f"statuses: {counts}")
     print("limits: " + "; ".join(summary.enforcement))
     print(f"grade table: {report.printable(str(summary.table))}")
     print(f"feedback: {report.printable(str(summary.output / 'feedback'))}")

@@ -11,6 +11,12 @@ Accepted layouts (``SUBMISSIONS`` on the command line):
   underscore (Canvas's ``<name>_<id>_<id>_<file>`` and Moodle-style exports where the
   first field is the login). Several files of one student count as that student's files.
 
+In a folder where students have folders for several assignments (nbgrader's
+``submitted/<student>/<assignment>/``), a student folder with sub-folders but neither a
+folder for this assignment nor a notebook of its own has nothing for this assignment: it
+is not a row but listed once (:attr:`Submissions.absent`), unless the roster names the
+student, whose row is then "missing notebook" ("not submitted").
+
 Per student, the notebook is ``<notebook>.ipynb`` (the released notebook's name); if it
 is missing but there is exactly one other notebook, that one is graded under the right
 name (status "renamed notebook"); none or several others: "missing notebook". Other
@@ -109,6 +115,15 @@ class Submission:
     fingerprint: str = ""
 
 
+class Submissions(list):
+    """The submissions found (a list, sorted by student), and :attr:`absent`: the
+    student folders that hold other assignments but nothing for this one (not rows)."""
+
+    def __init__(self, submissions=(), absent=()):
+        super().__init__(submissions)
+        self.absent: list[str] = list(absent)
+
+
 @dataclass
 class _Found:
     """What the folder or archive holds for one student id, before any checks."""
@@ -173,13 +188,15 @@ def collect(
     roster: list[str] | None = None,
 ) -> list[Submission]:
     """Every submission found, checked, one per student id (sorted); plus a "missing
-    notebook" entry for each roster student without one. Raises :class:`IntakeError`
-    only when the submissions as a whole cannot be read."""
+    notebook" entry for each roster student without one; folders without this
+    assignment in :attr:`Submissions.absent`. Raises :class:`IntakeError` only when the
+    submissions as a whole cannot be read."""
     import nbformat
 
     submissions, staging = Path(submissions), Path(staging)
+    absent: list[str] = []
     if submissions.is_dir():
-        found = _from_folder(submissions, assignment)
+        found, absent = _from_folder(submissions, assignment)
     elif submissions.is_file():
         found = _from_zip(submissions, staging / "archive", notebook)
     else:
@@ -203,12 +220,20 @@ def collect(
         results.append(submission)
     if roster is not None:
         for student in sorted(set(roster) - set(found)):
-            results.append(
-                Submission(
-                    student, status=report.MISSING, message="no submission found"
-                )
+            message = (
+                f"not submitted: the student's folder has no {assignment} folder"
+                if student in absent
+                else "no submission found"
             )
-    return sorted(results, key=lambda submission: submission.student)
+            results.append(Submission(student, status=report.MISSING, message=message))
+        absent = [student for student in absent if student not in roster]
+    results.sort(key=lambda submission: submission.student)
+    return Submissions(results, [shown_id(student) for student in absent])
+
+
+def shown_id(student: str) -> str:
+    """A folder's name as a summary shows it: a valid id as it is, others escaped."""
+    return student if STUDENT_ID.fullmatch(student) else shown(student)
 
 
 # --- identities ----------------------------------------------------------------------
@@ -315,8 +340,20 @@ def _regular_files(folder: Path) -> _Found:
     return found
 
 
-def _from_folder(root: Path, assignment: str) -> dict[str, _Found]:
-    found = {}
+def _sub_folders(folder: Path) -> list[str]:
+    return [
+        entry.name
+        for entry in os.scandir(folder)
+        if not entry.name.startswith(".")
+        and not entry.is_symlink()
+        and entry.is_dir(follow_symlinks=False)
+    ]
+
+
+def _from_folder(root: Path, assignment: str) -> tuple[dict[str, _Found], list[str]]:
+    """Each student folder's files, and the student folders that hold other
+    assignments' folders but neither this one's nor a notebook of their own."""
+    found, absent = {}, []
     for entry in sorted(os.scandir(root), key=lambda entry: entry.name):
         if (
             entry.name.startswith(".")
@@ -328,8 +365,16 @@ def _from_folder(root: Path, assignment: str) -> dict[str, _Found]:
         nested = folder / assignment
         if nested.is_dir() and not nested.is_symlink():
             folder = nested
-        found[entry.name] = _regular_files(folder)
-    return found
+        files = _regular_files(folder)
+        if (
+            folder != nested
+            and not any(name.endswith(".ipynb") for name in files.files)
+            and _sub_folders(folder)
+        ):
+            absent.append(entry.name)  # nbgrader's layout, other assignments only
+            continue
+        found[entry.name] = files
+    return found, absent
 
 
 def _member_place(filename: str, notebook: str):

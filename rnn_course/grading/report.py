@@ -65,6 +65,11 @@ NOT_FAILURES = (GRADED, TAMPERED, RENAMED)
 """Statuses the progress bar does not count as failures."""
 FILE_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+~-]{0,199}")
 """What a row's student must look like to name its files (intake makes every one so)."""
+NOT_GRADED = "not graded"
+"""The message of each part of a row decided before grading (its own message says why)."""
+MESSAGE_LINE = 160
+"""Longest line of the grade table's message column (one per reason parts lost points)."""
+_TRACEBACK = "Traceback (most recent call last)"
 
 
 def printable(text: str, keep: str = "") -> str:
@@ -132,9 +137,40 @@ def number(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
+def part_reason(message: str) -> str:
+    """A part's failure message as one short line of the grade table: the check's
+    wrapped lines joined, a traceback reduced to its last line, cut at a word so that
+    the line fits :data:`MESSAGE_LINE` (the feedback page keeps the whole message)."""
+    head, traceback, tail = message.partition(_TRACEBACK)
+    if traceback:
+        last = [line for line in tail.splitlines() if line.strip()][-1:]
+        message = " ".join([head, *last])
+    return " ".join(message.split()) or "failed"
+
+
+def _fitted(line: str) -> str:
+    if len(line) <= MESSAGE_LINE:
+        return line
+    return line[: MESSAGE_LINE - 3].rsplit(" ", 1)[0] + "..."
+
+
+def table_message(row: Row) -> str:
+    """The grade table's message cell: the row's own message (one line: why the whole
+    row is as it is), then one line per reason its parts lost points for,
+    ``grade_id: reason`` (at most :data:`MESSAGE_LINE` characters); parts that lost
+    points for the same reason share a line, in the parts' order."""
+    reasons: dict[str, list[str]] = {}
+    for part in row.parts:
+        lost = part.points is None or part.points < part.max_points
+        if lost and part.message != NOT_GRADED:
+            reasons.setdefault(part_reason(part.message), []).append(part.grade_id)
+    lines = [_fitted(f"{', '.join(ids)}: {reason}") for reason, ids in reasons.items()]
+    return "\n".join([row.message, *lines] if row.message else lines)
+
+
 def grade_table(rows: list[Row], grade_ids: list[str]) -> str:
     """The CSV text: student, assignment, score, max_score, one column per part,
-    status, message."""
+    status, message (:func:`table_message`: one line per reason points were lost)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
@@ -150,7 +186,7 @@ def grade_table(rows: list[Row], grade_ids: list[str]) -> str:
                 number(row.max_score),
                 *(number(points.get(grade_id)) for grade_id in grade_ids),
                 row.status,
-                row.message,
+                table_message(row),
             ]
         )
     return buffer.getvalue()

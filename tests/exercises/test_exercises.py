@@ -6,13 +6,20 @@ For every assignment in solutions/ (a folder holding nbgrader source notebooks):
 * the source notebooks pass nbgrader's Validator (their execution time is measured by benchmarks/notebook_times.py); the released ones pass it in
   inverted mode (no test passes on a blank notebook);
 * a full round trip in a temporary copy of the course (its own gradebook): `nbgrader autograde`
-  gives the source notebook full marks, the unmodified release 0, and each wrong answer of
-  wrong_answers.py a score strictly between, losing exactly the points of the parts it breaks,
-  with the hint that names the mistake in the graded notebook.
+  gives the source notebook full marks and the unmodified release 0 (every hidden test runs and
+  fails cleanly on a blank);
+* the course's grader, `rnn-course grade` (sandboxed; unconfined where no sandbox can run,
+  except in CI), grades the source, the blank release and each wrong answer of
+  wrong_answers.py: full marks, 0, and for each wrong answer a score strictly between, losing
+  exactly the points of the parts it breaks, with the hint that names the mistake in that
+  part's feedback, whole (no line that `nbgrader validate` would cut).
 
-All submissions of an assignment are graded by one `nbgrader autograde` call, and the assignments
-are graded in parallel, each in its own course copy. The grade table is printed at the end of the
-run and written to <pytest tmp dir>/grades.txt.
+Each wrong answer is graded once, by the grader (whose tests are the source notebook's test
+cells, hidden ones included, run in its own process): the grading tests in tests/grading do not
+grade them again. All submissions of an assignment are graded by one `nbgrader autograde` call
+and one `rnn-course grade` call; the nbgrader calls run in parallel, each in its own course copy,
+beside the grader's. The grade table is printed at the end of the run and written to
+<pytest tmp dir>/grades.txt.
 """
 
 from __future__ import annotations
@@ -195,13 +202,9 @@ def test_source_notebooks_follow_the_conventions(assignment):
 
 # --- nbgrader's Validator ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_source_notebooks_pass(courses, autograding, assignment):
-    # Execution time is not asserted here (tests never assert wall-clock times, and this runs beside
-    # the autograding): `benchmarks/notebook_times.py` measures each notebook alone against the 30 s target.
-    for path in sorted(courses[assignment].source.glob("*.ipynb")):
-        result = Validator().validate(str(path))
-        assert result == {}, f"{path.name}: the solutions fail their own tests: {result}"
+# That the source notebooks pass their own tests is checked by the round trip (full marks from
+# `nbgrader autograde` and from the grader), not by a third run of each source here; execution
+# time is measured by `benchmarks/notebook_times.py`, each notebook alone, against the 30 s target.
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -220,21 +223,21 @@ class Graded:
     needs_manual_grade: bool
     cells: dict[str, tuple[float | None, float]] = field(default_factory=dict)  # grade_id -> (score, max)
     outputs: dict[str, str] = field(default_factory=dict)  # grade_id -> text of its outputs
-    # grade_id -> "ExceptionName: message"
-    errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> set[str]:
         return {grade_id for grade_id, (score, maximum) in self.cells.items() if score != maximum}
 
 
-def _submit(course: Course) -> dict[str, str]:
-    """Write submitted/<student>/<assignment>/: the source itself, the blank release, each wrong answer."""
+def _submit(course: Course, submitted: Path | None = None, wrong_answers: bool = False) -> dict[str, str]:
+    """Write submitted/<student>/<assignment>/: the source itself, the blank release, and (for the
+    grader) each wrong answer."""
     students = {"solutions": "source notebook", "blank": "unmodified release"}
-    for wrong in WRONG_ANSWERS.get(course.assignment, []):
+    for wrong in WRONG_ANSWERS.get(course.assignment, []) if wrong_answers else []:
         students[f"wrong-{wrong.name}"] = f"{wrong.grade_id} replaced"
+    submitted = submitted or course.root / "submitted"
     for student in students:
-        folder = course.root / "submitted" / student / course.assignment
+        folder = submitted / student / course.assignment
         folder.mkdir(parents=True)
         for source in sorted(course.source.glob("*.ipynb")):
             release = course.release / source.name
@@ -255,16 +258,6 @@ def _outputs_text(cell) -> str:
         parts.append(output.get("text", ""))
         parts.extend([output.get("evalue", "")] + list(output.get("traceback", [])))
     return ANSI.sub("", "\n".join(parts))
-
-
-def _error_text(cell) -> str:
-    """The exception a cell raised, as its traceback's last lines print it:
-    "CheckFailed: ..."."""
-    return "\n".join(
-        f"{output.get('ename', '')}: {output.get('evalue', '')}"
-        for output in cell.get("outputs", [])
-        if output.get("output_type") == "error"
-    )
 
 
 def _cut_lines(text: str) -> list[str]:
@@ -292,7 +285,6 @@ def _read_grades(course: Course, students) -> dict[str, Graded]:
                 path = course.root / "autograded" / student / course.assignment / f"{notebook.name}.ipynb"
                 for grade_id, cell in _cells_by_id(path).items():
                     graded.outputs[grade_id] = _outputs_text(cell)
-                    graded.errors[grade_id] = _error_text(cell)
             results[student] = graded
     return results
 
@@ -332,10 +324,96 @@ def graded(courses, autograding, tmp_path_factory, grade_table) -> dict[str, dic
             lines.append(f"{name:<18} {student:<34} {score:>6} {result.max_score:>5g}  {students[name][student]}")
     total = sum(len(by_student) for by_student in results.values())
     lines.append(f"({total} submissions autograded in {seconds:.0f} s, {len(results)} nbgrader processes in parallel)")
-    (tmp_path_factory.getbasetemp() / "grades.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with open(tmp_path_factory.getbasetemp() / "grades.txt", "a", encoding="utf-8") as table:
+        table.write("\n".join(lines) + "\n")
     grade_table.extend(lines)
     print("\n" + "\n".join(lines))
     return results
+
+
+# --- the grader: the source, the blank release and every wrong answer, graded once ---------------
+
+def _sandboxed() -> bool:
+    """Whether the grader can sandbox here. CI must (`.ci/run` installs bubblewrap); elsewhere the
+    grader runs these notebooks (the course's own) unconfined rather than not at all."""
+    from rnn_course.grading.sandbox import SandboxError, check_sandbox_available
+
+    try:
+        check_sandbox_available()
+    except SandboxError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must grade in the sandbox, but {error}")
+        return False
+    return True
+
+
+@dataclass
+class GraderRun:
+    rows: dict[str, dict]  # assignment -> student -> rnn_course.grading.report.Row
+    students: dict[str, dict[str, str]]  # assignment -> student -> what was submitted
+
+
+@pytest.fixture(scope="session")
+def grader_run(autograding, tmp_path_factory, grade_table) -> GraderRun:
+    """`rnn-course grade` of every assignment's source, blank release and wrong answers, one call per
+    assignment into one course copy (its own gradebook), while nbgrader autogrades in the background."""
+    from rnn_course.grading.command import GradeOptions, grade
+
+    root = tmp_path_factory.mktemp("grader-course")
+    for folder in ("solutions", "exercises"):
+        shutil.copytree(ROOT / folder, root / folder,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    sandbox, started = _sandboxed(), time.perf_counter()
+    run = GraderRun({}, {})
+    for assignment in ASSIGNMENTS:
+        submitted = root / "submitted" / assignment
+        run.students[assignment] = _submit(Course(root, assignment), submitted, wrong_answers=True)
+        summary = grade(GradeOptions(assignment, submitted, root, output=root / "graded" / assignment,
+                                     workers=2, sandbox=sandbox, progress=False))
+        run.rows[assignment] = {row.student: row for row in summary.rows}
+    seconds = time.perf_counter() - started
+    lines = [f"{'assignment':<18} {'student':<34} {'score':>6} {'max':>5}  status (rnn-course grade)", "-" * 90]
+    for assignment, rows in run.rows.items():
+        for student, row in rows.items():
+            score = "None" if row.score is None else f"{row.score:g}"
+            lines.append(f"{assignment:<18} {student:<34} {score:>6} {row.max_score:>5g}  {row.status}")
+    total = sum(len(rows) for rows in run.rows.values())
+    lines.append(f"({total} submissions graded by rnn-course grade in {seconds:.0f} s, "
+                 f"{'sandboxed' if sandbox else 'UNCONFINED: no sandbox here'})")
+    with open(tmp_path_factory.getbasetemp() / "grades.txt", "a", encoding="utf-8") as table:
+        table.write("\n".join(lines) + "\n")
+    grade_table.extend(lines)
+    return run
+
+
+def _lost(row) -> dict[str, str]:
+    """grade_id -> feedback message of every part of a grader's row that lost points."""
+    return {part.grade_id: part.message for part in row.parts if part.points != part.max_points}
+
+
+def _as_raised(message: str) -> str:
+    """A part's message as the failing exception's last traceback line prints it: the grader keeps a
+    CheckFailed's text alone and other exceptions as "Name: text"."""
+    return message if re.match(r"[A-Za-z_]\w*(Error|Exception): ", message) else f"CheckFailed: {message}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_grader_gives_the_source_full_marks_and_the_blank_zero(grader_run, graded, assignment):
+    from rnn_course.grading import report
+
+    rows = grader_run.rows[assignment]
+    assert sorted(rows) == sorted(grader_run.students[assignment])
+    expected = {**dict.fromkeys(rows, report.GRADED), "solutions": report.TAMPERED}  # (its hidden tests)
+    assert {student: row.status for student, row in rows.items()} == expected, {
+        student: row.message for student, row in rows.items()}
+    source, blank = rows["solutions"], rows["blank"]
+    assert source.score == source.max_score > 0, _lost(source)
+    plain = graded[assignment]["solutions"]  # the same parts and points as nbgrader's gradebook
+    assert {part.grade_id: part.max_points for part in source.parts} == {
+        grade_id: maximum for grade_id, (_, maximum) in plain.cells.items()}
+    assert blank.score == 0 and set(_lost(blank)) == {part.grade_id for part in blank.parts}
+    assert all("NotImplementedError" in message for message in _lost(blank).values()), _lost(blank)
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -367,23 +445,21 @@ def test_each_assignment_has_three_wrong_answers(assignment):
 
 
 @pytest.mark.parametrize("assignment, wrong", WRONG, ids=[f"{a}-{w.name}" for a, w in WRONG])
-def test_wrong_answer_gets_partial_credit_and_a_hint(graded, assignment, wrong):
-    result = graded[assignment][f"wrong-{wrong.name}"]
+def test_wrong_answer_gets_partial_credit_and_a_hint(grader_run, assignment, wrong):
+    row = grader_run.rows[assignment][f"wrong-{wrong.name}"]
+    lost = _lost(row)
+    assert row.status == "graded", (row.status, row.message)
     if (
         not wrong.fails
     ):  # another correct answer: what the notebook allows is not blocked
-        assert result.score == result.max_score, (
-            f"failed: {sorted(result.failed)}\n"
-            + "\n".join(result.outputs[grade_id] for grade_id in sorted(result.failed))
-        )
+        assert row.score == row.max_score, lost
         return
-    assert result.score is not None and 0 < result.score < result.max_score, result.score
-    assert result.failed == wrong.fails, f"expected {sorted(wrong.fails)} to fail, got {sorted(result.failed)}"
+    assert row.score is not None and 0 < row.score < row.max_score, row.score
+    assert set(lost) == wrong.fails, f"expected {sorted(wrong.fails)} to fail, got {lost}"
     for grade_id in wrong.fails:
-        assert wrong.found_in(result.outputs[grade_id]), (
-            f"{grade_id} does not say {wrong.message!r}; it says:\n{result.outputs[grade_id][-1500:]}")
-        assert result.errors[grade_id], f"{grade_id} failed without an error"
-        cut = _cut_lines(result.errors[grade_id])
+        assert wrong.found_in(lost[grade_id]), (
+            f"{grade_id} does not say {wrong.message!r}; it says:\n{lost[grade_id][-1500:]}")
+        cut = _cut_lines(_as_raised(lost[grade_id]))
         assert not cut, (
             f"{grade_id}: `nbgrader validate` would cut these lines of the message: "
             f"{cut}"
