@@ -207,15 +207,20 @@ MARKERS = [b"BEGIN HIDDEN" + b" TESTS", b"### BEGIN" + b" SOLUTION", b"@OTHER@".
 found, seen = [], 0
 roots = @PATHS@ + [os.getcwd(), os.path.expanduser("~"), "/tmp", "/root", "/home", "/srv", "/mnt", "/work", "/"]
 skip = ("/proc", "/sys", "/dev", "/usr", "/lib", "/bin", "/sbin", "/etc", "/var/lib", "/boot", "/opt")
+LIMIT = 3000  # files read: the secrets' own folders first, then everything else in reach;
+# bounded so that the scan ends well inside the suite's 10 s per cell on a loaded machine
 for root in roots:
     for folder, folders, files in os.walk(root):
         folders[:] = [f for f in folders if not os.path.join(folder, f).startswith(skip)
                       and "site-packages" not in os.path.join(folder, f)]
+        if seen >= LIMIT:
+            folders[:] = []
+            continue
         for name in files:
             path = os.path.join(folder, name)
             if not os.path.isfile(path) or os.path.islink(path):
                 continue  # FIFOs would block; links lead to files seen anyway
-            if seen > 10000:
+            if seen >= LIMIT:
                 break
             seen += 1
             try:
