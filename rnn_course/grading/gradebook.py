@@ -171,7 +171,9 @@ def _cached_release(
         try:
             os.rename(building / "copy", entry)
         except OSError:
-            if not (entry / "gradebook.db").is_file():  # (another run's rename won: use that)
+            if not (
+                entry / "gradebook.db"
+            ).is_file():  # (another run's rename won: use that)
                 raise
     finally:
         shutil.rmtree(building, ignore_errors=True)

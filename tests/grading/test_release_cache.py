@@ -71,7 +71,9 @@ def test_the_release_copy_is_made_once_and_remade_when_the_release_changes(
     third = tmp_path / "third"
     gradebook.prepare_release(course, ASSIGNMENT, third, cache=cache)
     assert calls == [ASSIGNMENT, ASSIGNMENT]
-    assert _grade_cells(third) != _grade_cells(first)  # the new checksum, not the old one
+    assert _grade_cells(third) != _grade_cells(
+        first
+    )  # the new checksum, not the old one
     assert (third / notebook).read_bytes() == released.read_bytes()
     assert [path.name for path in cache.iterdir()] != entries  # the stale entry is gone
     assert len(list(cache.iterdir())) == 1
