@@ -199,7 +199,12 @@ def prepare_release(
     if entry is None:
         _make_release(course_root, assignment, destination)
         return notebook
-    shutil.copytree(entry, destination)
+    try:
+        shutil.copytree(entry, destination)
+    except (OSError, shutil.Error):  # (a concurrent run on a newer release removed it)
+        shutil.rmtree(destination, ignore_errors=True)
+        _make_release(course_root, assignment, destination)
+        return notebook
     for folder, _, names in os.walk(destination):
         os.chmod(folder, 0o755)
         for name in names:
