@@ -123,6 +123,11 @@ def _project_root() -> Path | None:
     return root if (root / "pyproject.toml").exists() else None
 
 
+def release_cache(course: Path) -> Path:
+    """The grader's cache of release copies (under the course root: hidden from every sandbox)."""
+    return course / ".rnn-course-cache" / "releases"
+
+
 def _confinement(
     options: GradeOptions, course: Path, output: Path, scratch: Path
 ) -> dict:
@@ -211,7 +216,6 @@ def grade(options: GradeOptions) -> GradeSummary:
     plan = TestPlan.from_source(sources[0])
     grade_ids = [part.grade_id for part in plan.parts]
     writer = GradebookWriter(course, assignment, notebook)
-    writer.ensure_assignment(grade_ids)
     scratch = Path(tempfile.mkdtemp(prefix="rnn-course-grading-"))
     pool = None
     uids = (
@@ -263,12 +267,13 @@ def grade(options: GradeOptions) -> GradeSummary:
             pool = _start_executor(
                 options, workers
             )  # the workers import torch while this process prepares
+        writer.ensure_assignment(grade_ids)  # (nbgrader's API: imports for a second)
         for row in rows:
             writer.write(
                 row
             )  # (again, for kept rows: the gradebook may have been replaced since)
         release_dir = scratch / "release"
-        prepare_release(course, assignment, release_dir)
+        prepare_release(course, assignment, release_dir, cache=release_cache(course))
         settings = SandboxSettings(
             cell_timeout=options.cell_timeout,
             submission_timeout=options.submission_timeout,

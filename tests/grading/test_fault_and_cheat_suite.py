@@ -310,9 +310,19 @@ def test_course_submissions_and_repository_are_intact(suite):
     assert {
         name: digest for name, digest in after.items() if name in before["course"]
     } == before["course"]
-    assert set(after) - set(before["course"]) <= {
-        "gradebook.db"
-    }  # the only new file: the instructor's gradebook
+    new = set(after) - set(before["course"])
+    cache = {name for name in new if name.startswith(".rnn-course-cache/releases/")}
+    assert new - cache <= {"gradebook.db"}  # besides the grader's cache: the gradebook
+    released = (suite["course"] / "exercises" / ASSIGNMENT / NOTEBOOK).read_bytes()
+    assert sorted(name.split("/", 3)[3] for name in cache) == [
+        "gradebook.db",
+        f"source/{ASSIGNMENT}/{NOTEBOOK}",
+    ]  # one release copy, whose notebook is the released one
+    assert all(
+        (suite["course"] / name).read_bytes() == released
+        for name in cache
+        if name.endswith(NOTEBOOK)
+    )
 
 
 def test_the_gradebook_holds_exactly_the_table(suite):
