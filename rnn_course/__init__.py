@@ -22,11 +22,28 @@ module            what it holds                                                c
 ================  ===========================================================  =======
 """
 
-from .cell import MemoryCell, rnn_cell_step
-from .device import get_device, make_deterministic, seed_everything
-from .rnn import ScratchRNN
+import importlib
 
 __version__ = "0.1.0"
+_SHORTCUTS = {
+    "MemoryCell": "cell",
+    "rnn_cell_step": "cell",
+    "get_device": "device",
+    "make_deterministic": "device",
+    "seed_everything": "device",
+    "ScratchRNN": "rnn",
+}
+"""``rnn_course.MemoryCell`` and the others, imported from their module when first used:
+importing the package (or only its grader, ``rnn-course grade``) does not import
+torch."""
+
+
+def __getattr__(name: str):
+    if name in _SHORTCUTS:
+        return getattr(importlib.import_module(f".{_SHORTCUTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "MemoryCell",
     "ScratchRNN",

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from . import __version__
-from .device import describe_device, get_device
 from .grading.command import add_arguments, run
 
 
@@ -37,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "grade":
         return run(args)
     if args.command == "info":
+        import torch  # (not for `grade`: its main process never needs torch)
+
+        from .device import describe_device, get_device
+
         print(f"rnn_course {__version__}, torch {torch.__version__}")
         print(f"device: {describe_device(get_device())}")
     return 0

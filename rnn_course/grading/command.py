@@ -178,7 +178,7 @@ def _confinement(
 def grade(options: GradeOptions) -> GradeSummary:
     """Grade every submission of ``options.assignment``; returns the rows and where the table is."""
     from .gradebook import GradebookWriter, prepare_release
-    from .runner import TestPlan
+    from .plan import TestPlan
 
     course = Path(options.course_root).resolve()
     assignment = options.assignment
@@ -360,15 +360,28 @@ def _start_executor(options: GradeOptions, workers: int):
         raise GradingError(str(error)) from None
 
 
+def _init_worker(use_bwrap: bool) -> None:
+    """In a worker process: :func:`.worker.init_worker` (imported there, not here: the worker
+    module imports torch, which the main process never needs)."""
+    from .worker import init_worker
+
+    init_worker(use_bwrap)
+
+
+def _grade_submission(config: dict, job: dict) -> dict:
+    """In a worker process: :func:`.worker.grade_submission`, imported there."""
+    from .worker import grade_submission
+
+    return grade_submission(config, job)
+
+
 def _start_pool(
     workers: int, use_bwrap: bool
 ) -> concurrent.futures.ProcessPoolExecutor:
-    from .worker import init_worker
-
     pool = concurrent.futures.ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=init_worker,
+        initializer=_init_worker,
         initargs=(use_bwrap,),
     )
     for _ in range(workers):
@@ -389,8 +402,6 @@ def _run_jobs(
     """Grade the jobs in the worker processes; the main process writes each row as it arrives."""
     from tqdm import tqdm
 
-    from .worker import grade_submission
-
     failures = sum(row.status not in report.NOT_FAILURES for row in done)
     bar = tqdm(
         total=total,
@@ -403,7 +414,7 @@ def _run_jobs(
     bar.set_postfix(failures=failures)
     rows = []
     futures = (
-        {pool.submit(grade_submission, config, job): job for job in jobs}
+        {pool.submit(_grade_submission, config, job): job for job in jobs}
         if jobs
         else {}
     )

@@ -41,8 +41,14 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import confinement, protocol
+from . import confinement
+
+if (
+    TYPE_CHECKING
+):  # the methods import it themselves: it imports torch, which the main process
+    from . import protocol  # (that only needs SandboxSettings and the check) never does
 from .confinement import UID_BASE, processes_of  # noqa: F401 (re-exported for the tests)
 
 SANDBOX_ROOT = "/tmp/grading"
@@ -342,6 +348,8 @@ class Sandbox:
         return False
 
     def start(self) -> None:
+        from . import protocol  # (imports torch: never in the main process)
+
         channel_dir = self.box / "channel"
         channel_dir.mkdir(parents=True)
         os.chmod(self.box, 0o755)
@@ -575,6 +583,8 @@ class Sandbox:
 
     def wait_ready(self) -> None:
         """Wait for the probe's "ready" (the notebook has run); SandboxTimeout / SandboxEnded otherwise."""
+        from . import protocol  # (imports torch: never in the main process)
+
         try:
             kind, body, _ = self.channel.receive(deadline=self.deadline)
         except protocol.ChannelTimeout:
@@ -615,6 +625,8 @@ class Sandbox:
         The reply's values are decoded by the caller with the returned decoder; ``encoder.tensors`` are
         the grader's tensor arguments, by the reference numbers the reply's ``after`` list uses.
         """
+        from . import protocol  # (imports torch: never in the main process)
+
         callbacks: list = []
         encoder = protocol.Encoder(callbacks=callbacks, student_name=student_name)
         call_id = self._next_id
@@ -665,6 +677,8 @@ class Sandbox:
     def _answer_callback(
         self, request: dict, blobs, callbacks, student_name, run_callback, deadline
     ) -> None:
+        from . import protocol  # (imports torch: never in the main process)
+
         index = request.get("callback")
         encoder = protocol.Encoder(callbacks=callbacks, student_name=student_name)
         answer = {"id": request.get("id")}
@@ -694,6 +708,8 @@ class Sandbox:
     # -- the end -----------------------------------------------------------------------------------
     def finish(self, grace: float = 30.0) -> dict:
         """Say "bye", let nbgrader finish, collect the driver's report. Kills the sandbox if it lingers."""
+        from . import protocol  # (imports torch: never in the main process)
+
         self.goodbye: dict = {}
         if self.running():
             deadline = min(time.monotonic() + grace, self.deadline)
