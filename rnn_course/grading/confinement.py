@@ -31,7 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
-UID_BASE = int(os.environ.get("RNN_COURSE_SANDBOX_UID_BASE", "61000"))
+UID_BASE = int(os.environ.get("RNN_COURSE_SANDBOX_UID_BASE") or "61000")
 """First uid given to sandboxes (override with RNN_COURSE_SANDBOX_UID_BASE)."""
 UID_BLOCK = 4096
 """Uids leased at a time: a run of up to this many submissions holds one lock."""
