@@ -195,6 +195,7 @@ def grade(options: GradeOptions) -> GradeSummary:
     if options.sandbox and not options.on_cluster:  # (each Dask worker checks its own)
         check_sandbox_available()
         confinement.enable_v2_delegation()  # (a systemd user scope: see the README)
+        confinement.remove_stale_cgroups()  # (left by a grader killed mid-run)
     elif not options.sandbox:
         print(UNCONFINED_WARNING, file=sys.stderr)
     enforcement = _enforcement(options)

@@ -665,6 +665,23 @@ class SubmissionCgroup:
                     time.sleep(0.05)
 
 
+def remove_stale_cgroups() -> list[str]:
+    """Remove submission cgroups that a dead grading process left (a worker killed mid-run, by a
+    person, the OOM killer or a lost Dask node): those named after a process that no longer
+    exists. Whatever still runs in them is killed first. Returns the folders removed."""
+    removed = []
+    for _, parent in set(_parents().values()):
+        for folder in parent.glob("rnn-course-*-*"):
+            owner = folder.name.split("-")[2]
+            if not owner.isdigit() or Path(f"/proc/{owner}").exists():
+                continue  # not a submission cgroup, or its grader still runs
+            version = "v2" if (folder / "cgroup.controllers").exists() else "v1"
+            SubmissionCgroup({"memory": (version, folder)}).remove()
+            if not folder.exists():
+                removed.append(str(folder))
+    return removed
+
+
 JOIN_CGROUP = 'for file in $RNN_COURSE_CGROUP_PROCS; do echo $$ > "$file" || exit 125; done; exec "$@"'
 """Run by /bin/sh before bubblewrap: the process joins the submission's cgroup, then becomes bwrap,
 so that everything the sandbox starts is inside it from the first instruction on."""
@@ -736,6 +753,7 @@ __all__ = [
     "memory_cgroup_problem",
     "nproc_counted_per_namespace",
     "processes_of",
+    "remove_stale_cgroups",
     "rootless",
     "seccomp_fd",
     "seccomp_program",

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from grading_course import require_sandbox
@@ -263,3 +264,43 @@ def test_a_submission_cgroup_has_the_limit_counts_its_processes_and_goes_away():
     assert group.oom_kills() >= 1 or "MemoryError" in done.stderr
     group.remove()
     assert not folder.exists()
+
+
+def test_cgroups_left_by_a_dead_grader_are_removed_and_a_live_ones_kept():
+    require_sandbox()
+    if confinement.memory_cgroup_problem():
+        pytest.skip(confinement.memory_cgroup_problem())
+    finished = subprocess.run(["true"])  # a pid that no longer exists
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    parents = {folder for _, folder in confinement._parents().values()}
+    stale = [parent / f"rnn-course-{dead.pid}-left0behind0" for parent in parents]
+    live = [parent / f"rnn-course-{os.getpid()}-still0running" for parent in parents]
+    for folder in stale + live:
+        folder.mkdir()
+    sleeper = subprocess.Popen(  # a process still in the dead grader's cgroups
+        ["/bin/sh", "-c", confinement.JOIN_CGROUP, "sh", "sleep", "600"],
+        env={
+            "RNN_COURSE_CGROUP_PROCS": " ".join(str(f / "cgroup.procs") for f in stale),
+            "PATH": "/usr/bin:/bin",
+        },
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            time.monotonic() < deadline and not (stale[0] / "cgroup.procs").read_text()
+        ):
+            time.sleep(0.05)
+        removed = confinement.remove_stale_cgroups()
+        assert {str(folder) for folder in stale} <= set(
+            removed
+        )  # (and any real leftovers)
+        assert not {str(folder) for folder in live} & set(removed)
+        assert sleeper.wait(timeout=30) != 0  # killed
+        assert all(folder.exists() for folder in live)
+    finally:
+        sleeper.kill()
+        for folder in stale + live:
+            if folder.exists():
+                folder.rmdir()
+    assert finished.returncode == 0
