@@ -41,7 +41,7 @@ test: book
 test-package: $(INSTALLED)
 	$(BIN)/python -m pytest tests/package
 
-## make outputs: re-execute the chapter notebooks in place, storing the outputs nbval compares
+## make outputs: re-execute the chapter notebooks in place, storing the outputs tests/book/test_stored_outputs.py compares
 outputs: $(INSTALLED)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=120 book/*.ipynb

@@ -33,7 +33,7 @@ from grading_submissions import (
 from rnn_course.grading import confinement, report
 from rnn_course.grading.command import GradeOptions, grade
 
-HOLD_SECONDS = 45
+HOLD_SECONDS = 25
 FORK_AND_HOLD = f"""import subprocess, time
 held = []
 for _ in range(5000):

@@ -177,7 +177,9 @@ MEMORY_TOGETHER = """import subprocess, sys, time
 HOLD = "x = b'x' * (1200 << 20)\\nprint('held', flush=True)\\nimport time\\ntime.sleep(120)"
 holders = [subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE, text=True) for _ in range(3)]
 held = sum(1 for holder in holders if holder.stdout.readline().startswith("held"))
-if held == 3:  # all three held their memory at once: only then are the answers filled in
+time.sleep(2)  # a holder that printed may be killed when a later one allocates
+alive = sum(1 for holder in holders if holder.poll() is None)
+if held == alive == 3:  # all three hold their memory at once: only then are the answers filled in
     exec(ANSWERS, globals())
 """
 
