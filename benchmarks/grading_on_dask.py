@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -31,10 +33,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from grading_speed import (  # noqa: E402
     BIN,
     course_copy,
+    environment,
     generate,
     make_submissions,
-    timed,
 )
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    """Wall-clock seconds of one command (which must succeed)."""
+    start = time.perf_counter()
+    subprocess.run(
+        command, cwd=cwd, env=environment(), check=True, stdout=subprocess.DEVNULL
+    )
+    return time.perf_counter() - start
 
 
 def same_files(first: Path, second: Path) -> bool:
