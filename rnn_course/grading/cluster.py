@@ -412,9 +412,9 @@ def _sandbox_problem() -> str | None:
 def _lease(use_bwrap: bool) -> int | None:
     """A uid of this host for the submission (as root), or None: rootless (a user namespace
     of its own instead) or unconfined."""
-    from .confinement import rootless
+    from .confinement import leases_uids
 
-    return _uids().lease() if use_bwrap and not rootless() else None
+    return _uids().lease() if leases_uids(use_bwrap) else None
 
 
 def _uids():

@@ -221,7 +221,7 @@ def grade(options: GradeOptions) -> GradeSummary:
     pool = None
     uids = (
         confinement.UidPool()
-        if options.sandbox and not options.on_cluster and not confinement.rootless()
+        if confinement.leases_uids(options.sandbox) and not options.on_cluster
         else None
     )  # rootless: a user namespace per submission; on a cluster: each worker's own host
     try:

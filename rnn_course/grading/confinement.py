@@ -53,6 +53,12 @@ def rootless() -> bool:
     return os.geteuid() != 0
 
 
+def leases_uids(sandbox: bool) -> bool:
+    """Whether each submission gets a uid of its own from a :class:`UidPool`: only sandboxed and
+    as root (rootless, a user namespace of its own takes its place)."""
+    return sandbox and not rootless()
+
+
 def _kernel_at_least(major: int, minor: int) -> bool:
     try:
         found = tuple(int(part) for part in os.uname().release.split(".")[:2])
@@ -172,6 +178,25 @@ class UidPool:
             handle.close()
         self._handles.clear()
         self._next = None
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs of every process below ``pid`` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    stack, found = [pid], []
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 def processes_of(uid: int) -> list[int]:
@@ -749,7 +774,9 @@ __all__ = [
     "SubmissionCgroup",
     "UidPool",
     "clean_uid",
+    "descendants",
     "enforcement",
+    "leases_uids",
     "memory_cgroup_problem",
     "nproc_counted_per_namespace",
     "processes_of",

@@ -771,21 +771,7 @@ def _kill_descendants(pid: int) -> None:
     """Without a PID namespace (--no-sandbox), kill the driver's process tree (the kernel has its own session)."""
     if not os.path.isdir("/proc"):
         return  # e.g. macOS: the process group is all we can kill
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    stack, found = [pid], []
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    for child in found:
+    for child in confinement.descendants(pid):
         try:
             os.kill(child, signal.SIGKILL)
         except ProcessLookupError:

@@ -61,7 +61,7 @@ class HostState:
 
         found = confinement.traces_on_host(uids or {os.getuid()})
         if self.rootless:  # only what is new, and not the test's own files or processes
-            own = {os.getpid(), *_descendants(os.getpid())}
+            own = {os.getpid(), *confinement.descendants(os.getpid())}
             found["processes"] = [
                 pid for pid in found.get("processes", []) if pid not in own
             ]
@@ -86,25 +86,6 @@ class HostState:
                 ]
             )
         }
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(
-                    int(entry)
-                )
-            except (OSError, ValueError, IndexError):
-                continue
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
 
 
 def make_course(target: Path) -> Path:
