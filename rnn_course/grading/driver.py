@@ -1,4 +1,4 @@
-"""Inside the sandbox: nbgrader's own ``autograde`` of one submission, with the probe cell appended.
+"""Inside the sandbox: the execution pass of nbgrader's ``autograde`` on one submission, with the probe cell appended.
 
 Run as a script (``python -I driver.py CONFIG_JSON``), not as ``-m rnn_course...``: importing the
 ``rnn_course`` package would import torch, which this process does not need (the kernel does). Steps:
@@ -7,15 +7,17 @@ Run as a script (``python -I driver.py CONFIG_JSON``), not as ``-m rnn_course...
    unprivileged uid (as root, ``RLIMIT_NPROC`` would not be enforced); started by an ordinary user,
    the driver is already unprivileged, in a user namespace of its own, where the kernel counts
    ``RLIMIT_NPROC`` for this sandbox alone;
-2. build a course in the private scratch folder: the *release* gradebook and notebook (no hidden test,
-   no solution) and the student's files as ``submitted/student/<assignment>/``;
-3. run nbgrader's ``Autograde`` converter (sanitizing, checksums, ``OverwriteCells`` restoring
-   edited and deleted test cells, execution with a per-cell timeout, its gradebook) with two changes
-   around its ``Execute``: ``AppendProbe`` adds the last cell, which serves the grader (see
-   :mod:`probe`); ``GradingExecute`` gives that cell the whole submission's time, gives the
-   instructor's setup cells before the first answer a generous one, caps each cell's output, records
-   timeouts and a dead kernel, and does not run the test cells in the student's kernel: the grader
-   runs them in its own process, where they cannot be faked;
+2. copy the submission into the private scratch folder: the grader has run nbgrader's sanitizing
+   pass on it already (:mod:`.sanitize`: outputs cleared, test and locked cells as released,
+   deleted ones put back, the release's kernelspec and files), so this process imports no nbgrader,
+   no gradebook and no exporters, only ``nbformat`` and ``nbclient`` (about 0.2 s of CPU instead of
+   0.8 s for each submission);
+3. execute it as nbgrader's ``Execute`` preprocessor does (``nbclient``, a per-cell timeout that
+   interrupts, errors allowed, ``NBGRADER_EXECUTION=autograde``) with the probe cell appended last
+   (it serves the grader, see :mod:`probe`); that cell gets the whole submission's time, the
+   instructor's setup cells before the first answer a generous one, each cell's output is capped,
+   timeouts and a dead kernel are recorded, and the test cells do not run in the student's kernel:
+   the grader runs them in its own process, where they cannot be faked;
 4. write a short report (JSON) on the file descriptor the grader passed, and exit.
 
 Everything in the report is advisory: the student's code runs with the same uid and could forge it.
@@ -25,7 +27,6 @@ It only names what went wrong (timeouts, a dead kernel, memory); scores come fro
 from __future__ import annotations
 
 import json
-import logging
 import os
 import resource
 import secrets
@@ -33,7 +34,6 @@ import shutil
 import sys
 import time
 import traceback
-import types
 
 STUDENT = "student"
 """The submission's student id inside the sandbox: the real one is not needed there."""
@@ -98,139 +98,99 @@ def drop_privileges(uid: int, gid: int) -> None:
     raise SystemExit("still able to become root after dropping privileges")
 
 
-def prepare_course(config: dict) -> str:
-    """A throw-away course in the scratch folder; sets HOME, IPYTHONDIR, TMPDIR there. Returns its root."""
+def prepare_folder(config: dict) -> str:
+    """The notebook's folder in the scratch folder, where the kernel runs; sets HOME,
+    IPYTHONDIR, TMPDIR there. Returns the folder.
+
+    The grader prepared the submission (:mod:`.sanitize`): the sanitized notebook and the
+    files beside it, as ``autograded/<student>/<assignment>/`` of nbgrader's autograde."""
     work = config["work_dir"]
-    course = os.path.join(work, "course")
-    release = config["release_dir"]
-    assignment = config["assignment"]
-    shutil.copytree(os.path.join(release, "source"), os.path.join(course, "source"))
-    shutil.copyfile(
-        os.path.join(release, "gradebook.db"), os.path.join(course, "gradebook.db")
-    )
-    submitted = os.path.join(course, "submitted", STUDENT, assignment)
-    shutil.copytree(config["submission_dir"], submitted)
-    for folder, _, files in os.walk(course):
-        os.chmod(folder, 0o755)
+    folder = os.path.join(work, "course", "autograded", STUDENT, config["assignment"])
+    shutil.copytree(config["submission_dir"], folder)
+    for parent, _, files in os.walk(os.path.join(work, "course")):
+        os.chmod(parent, 0o755)
         for name in files:
-            os.chmod(os.path.join(folder, name), 0o644)
-    environment = {
+            os.chmod(os.path.join(parent, name), 0o644)
+    folders = {
         "HOME": os.path.join(work, "home"),
         "IPYTHONDIR": os.path.join(work, "home", ".ipython"),
         "TMPDIR": os.path.join(work, "tmp"),
         "JUPYTER_RUNTIME_DIR": os.path.join(work, "runtime"),
         "MPLCONFIGDIR": os.path.join(work, "home", ".config", "matplotlib"),
     }
-    for path in environment.values():
+    for path in folders.values():
         os.makedirs(path, exist_ok=True)
-    os.environ.update(environment)
-    return course
+    os.environ.update(folders)
+    os.environ["NBGRADER_EXECUTION"] = "autograde"  # (as nbgrader's autograde sets it)
+    return folder
 
 
-def _import_nbgrader_quickly() -> None:
-    """Skip two imports nbgrader's autograde never uses: about 4 s of CPU per submission.
-
-    * ``rfc3987_syntax`` builds a grammar at import (3 s) for jsonschema's "iri" format, which the
-      notebook schema does not use; jsonschema imports it inside ``suppress(ImportError)``;
-    * ``nbgrader/__init__`` imports its Jupyter server extensions (and jupyter_server) only to offer
-      them to a notebook server.
-    """
-    sys.modules["rfc3987_syntax"] = None
-    for name in ("assignment_list", "course_list", "validate_assignment", "formgrader"):
-        module = types.ModuleType(f"nbgrader.server_extensions.{name}")
-        module.load_jupyter_server_extension = lambda app: None
-        sys.modules[module.__name__] = module
-
-
-def run_autograde(config: dict, course: str, report: dict) -> None:
-    """nbgrader's Autograde converter on the one submission, with the probe appended before Execute."""
+def run_notebook(config: dict, folder: str, report: dict) -> None:
+    """Execute the notebook as nbgrader's autograde does, with the probe cell appended."""
     _mark("course ready")
-    _import_nbgrader_quickly()
+    sys.modules["rfc3987_syntax"] = None  # (see rnn_course.grading.skip_slow_imports)
     import nbformat
+    from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
-    from nbconvert.preprocessors import ClearMetadataPreprocessor
-    from nbgrader.converters import Autograde
-    from nbgrader.coursedir import CourseDirectory
-    from nbgrader.preprocessors import (
-        AssignLatePenalties,
-        CheckCellMetadata,
-        Execute,
-        IgnorePattern,
-        LimitOutput,
-        NbGraderPreprocessor,
-        SaveAutoGrades,
-    )
-    from traitlets import Integer
-    from traitlets.config import Config
 
-    _mark("nbgrader imported")
+    _mark("nbclient imported")
+    path = os.path.join(folder, config["notebook"])
+    nb = nbformat.read(path, as_version=4)
     token = secrets.token_hex(8)
-    probe_source = (
-        "# Added by the grader (rnn-course grade): serves the grader's calls to your functions.\n"
+    probe = nbformat.v4.new_code_cell(
+        "# Added by the grader (rnn-course grade): serves the grader's calls to your "
+        "functions.\n"
         "import rnn_course.grading.probe as _rnn_course_probe\n"
-        f"_rnn_course_probe.serve(globals(), {config['channel_dir']!r}, warm_up={bool(config.get('warm_up'))})\n"
+        f"_rnn_course_probe.serve(globals(), {config['channel_dir']!r}, "
+        f"warm_up={bool(config.get('warm_up'))})\n"
     )
+    probe.metadata["rnn_course_probe"] = token
+    nb.cells.append(probe)
 
-    class AppendProbe(NbGraderPreprocessor):
-        """Append the probe cell (runs last, after every cell of the student's notebook)."""
+    class GradingClient(NotebookClient):
+        """nbgrader's ``Execute`` (nbgrader/preprocessors/execute.py): interrupt a cell at
+        its timeout, go on after errors, record an error the kernel did not show; and
+        ours: the probe cell gets the whole submission's time, the instructor's setup
+        cells before the first answer a generous one, each cell's output is capped,
+        timeouts and a dead kernel are recorded, and the test cells do not run in the
+        student's kernel (the grader runs them in its own process, where they cannot
+        be faked)."""
 
-        def preprocess(self, nb, resources):
-            cell = nbformat.v4.new_code_cell(probe_source)
-            cell.metadata["rnn_course_probe"] = token
-            nb.cells.append(cell)
-            return nb, resources
-
-    class GradingExecute(Execute):
-        """nbgrader's Execute; the probe cell gets ``probe_timeout``, outputs are capped per cell."""
-
-        probe_timeout = Integer(600).tag(config=True)
-        setup_timeout = Integer(120).tag(config=True)
-        max_output_bytes = Integer(1 << 20).tag(config=True)
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
+        def __init__(self, nb, **kwargs):
+            super().__init__(nb, **kwargs)
             self.timeout_func = self._timeout_for
+            self.on_cell_executed = _record_unshown_error
             self._output_bytes: dict[int, int] = {}
+            # The instructor's locked cells before the first answer cell (imports,
+            # seeding) run before any student code could: they get a generous limit,
+            # so a slow or busy machine cannot fail them.
             self._setup_cells: set[str] = set()
-
-        def _timeout_for(self, cell):
-            if cell.metadata.get("rnn_course_probe") == token:
-                return self.probe_timeout
-            if cell.get("id") in self._setup_cells:
-                return max(self.timeout, self.setup_timeout)
-            return self.timeout
-
-        def preprocess(self, nb, resources=None, km=None):
-            _FACTS["executed"] = True
-            # The instructor's locked cells before the first answer cell (imports, seeding) run before any
-            # student code could: they get a generous limit, so a slow or busy machine cannot fail them.
             for cell in nb.cells:
                 meta = cell.metadata.get("nbgrader", {})
                 if meta.get("solution"):
                     break
-                if (
-                    cell.cell_type == "code"
-                    and meta.get("locked")
-                    and not meta.get("grade")
-                ):
-                    self._setup_cells.add(cell.get("id"))
-            _mark("sanitized")
-            try:
-                return super().preprocess(nb, resources, km=km)
-            except DeadKernelError:
-                _FACTS["dead_kernel"] = True
-                raise
+                if cell.cell_type == "code" and meta.get("locked"):
+                    if not meta.get("grade"):
+                        self._setup_cells.add(cell.get("id"))
 
-        def preprocess_cell(self, cell, resources, index):
+        def _timeout_for(self, cell):
+            if cell.metadata.get("rnn_course_probe") == token:
+                return int(config["submission_timeout"])
+            if cell.get("id") in self._setup_cells:
+                return max(self.timeout, 120)
+            return self.timeout
+
+        async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
             meta = cell.metadata.get("nbgrader", {})
             if (
                 cell.cell_type == "code"
                 and meta.get("grade")
                 and not meta.get("solution")
             ):
-                # A test cell: the grader runs the full tests itself, outside the sandbox. Run here, in the
-                # student's kernel, they would prove nothing, cost time, and a function that cannot be
-                # interrupted would stop the notebook before the grader could test any part.
+                # A test cell: the grader runs the full tests itself, outside the
+                # sandbox. Run here, in the student's kernel, they would prove nothing,
+                # cost time, and a function that cannot be interrupted would stop the
+                # notebook before the grader could test any part.
                 cell.outputs = [
                     nbformat.v4.new_output(
                         "stream",
@@ -238,9 +198,9 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
                         text="[run by the grader, outside the notebook]\n",
                     )
                 ]
-                return cell, resources
-            result = super().preprocess_cell(cell, resources, index)
-            _mark(f"cell {index} {_cell_name(cell)}")
+                return cell
+            result = await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+            _mark(f"cell {cell_index} {_cell_name(cell)}")
             return result
 
         async def _async_handle_timeout(self, timeout, cell=None):
@@ -255,7 +215,7 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
             size += sum(len(str(line)) for line in content.get("traceback", []))
             used = self._output_bytes.get(cell_index, 0) + size
             self._output_bytes[cell_index] = used
-            limit = self.max_output_bytes
+            limit = int(config["max_output_bytes"])
             if used > limit:
                 if used - size <= limit:
                     _FACTS["truncated_output"].append(cell_index)
@@ -263,58 +223,45 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
                         nbformat.v4.new_output(
                             "stream",
                             name="stderr",
-                            text=f"\n[the grader kept only the first {limit} bytes of output]\n",
+                            text=f"\n[the grader kept only the first {limit} bytes "
+                            "of output]\n",
                         )
                     )
                 return None
             return super().output(outs, msg, display_id, cell_index)
 
-    c = Config()
-    c.CourseDirectory.root = course
-    c.CourseDirectory.source_directory = "source"
-    c.CourseDirectory.submitted_directory = "submitted"
-    c.CourseDirectory.autograded_directory = "autograded"
-    c.CourseDirectory.db_url = "sqlite:///" + os.path.join(course, "gradebook.db")
-    c.CourseDirectory.assignment_id = config["assignment"]
-    c.CourseDirectory.student_id = STUDENT
-    c.OverwriteCells.add_missing_cells = True
-    c.Autograde.autograde_preprocessors = [
-        AppendProbe,
-        GradingExecute,
-        IgnorePattern,
-        ClearMetadataPreprocessor,
-        LimitOutput,
-        SaveAutoGrades,
-        AssignLatePenalties,
-        CheckCellMetadata,
-    ]
-    c.GradingExecute.timeout = int(config["cell_timeout"])
-    c.GradingExecute.probe_timeout = int(config["submission_timeout"])
-    c.GradingExecute.max_output_bytes = int(config["max_output_bytes"])
-    c.GradingExecute.shutdown_kernel = "immediate"
-    # After a timed-out cell is interrupted, how long to wait for the kernel to settle (nbclient's default
-    # of 4 s fails a sound submission on a busy machine); a kernel that ignores the interrupt stops the run.
-    c.GradingExecute.iopub_timeout = 15
-
-    errors = report["errors"]
-
-    class KeepErrors(logging.Handler):
-        def emit(self, record):
-            if record.levelno >= logging.ERROR and len(errors) < 20:
-                errors.append(self.format(record)[-2000:])
-
-    coursedir = CourseDirectory(config=c)
-    app = Autograde(coursedir=coursedir, config=c)
-    app.log.addHandler(KeepErrors())
-    app.force = True
-    app.create_student = True
-    report["stage"] = "autograde"
+    client = GradingClient(
+        nb,
+        resources={"metadata": {"path": folder}},
+        timeout=int(config["cell_timeout"]),
+        # nbgrader's Execute:
+        interrupt_on_timeout=True,
+        allow_errors=True,
+        raise_on_iopub_timeout=True,
+        error_on_timeout={
+            "ename": "CellTimeoutError",
+            "evalue": "",
+            "traceback": [
+                "\x1b[0;31mCellTimeoutError\x1b[0m: No reply from kernel before timeout"
+            ],
+        },
+        shutdown_kernel="immediate",
+        # After a timed-out cell is interrupted, how long to wait for the kernel to
+        # settle (nbclient's default of 4 s fails a sound submission on a busy
+        # machine); a kernel that ignores the interrupt stops the run.
+        iopub_timeout=15,
+    )
+    report["stage"] = "execute"
+    _FACTS["executed"] = True
+    _mark("sanitized")
     try:
-        app.start()
+        client.execute()
         report["nbgrader_ok"] = True
-    except Exception as error:  # noqa: BLE001 (NbGraderException and anything else: report it)
-        report["nbgrader_ok"] = False
-        errors.append(f"{type(error).__name__}: {error}"[-2000:])
+    except DeadKernelError as error:
+        _FACTS["dead_kernel"] = True
+        report["errors"].append(f"{type(error).__name__}: {error}"[-2000:])
+    except Exception as error:  # noqa: BLE001 (a kernel that ignored an interrupt, ...)
+        report["errors"].append(f"{type(error).__name__}: {error}"[-2000:])
     _mark("autograde done")
     report.update(
         timeouts=_FACTS["timeouts"],
@@ -323,8 +270,28 @@ def run_autograde(config: dict, course: str, report: dict) -> None:
         executed=_FACTS["executed"],
         seconds=_FACTS["seconds"],
     )
-    _read_outputs(
-        os.path.join(course, "autograded", STUDENT, config["assignment"]), token, report
+    _read_outputs(nb, token, report)
+
+
+def _record_unshown_error(cell, cell_index, execute_reply) -> None:
+    """nbgrader's ``Execute.on_cell_executed``: an error the kernel replied with but did
+    not show (a timeout) becomes an error output of the cell."""
+    content = execute_reply["content"]
+    if content["status"] != "error":
+        return
+    for output in cell.outputs:
+        if output.output_type == "error" and output.ename == content["ename"]:
+            return
+    import nbformat
+
+    cell.outputs.append(
+        nbformat.v4.new_output(
+            "error",
+            ename=content["ename"],
+            evalue=content["evalue"],
+            traceback=content["traceback"]
+            or ["ERROR: An error occurred while showtraceback was disabled"],
+        )
     )
 
 
@@ -336,37 +303,31 @@ def _cell_name(cell) -> str:
     )
 
 
-def _read_outputs(folder: str, token: str, report: dict) -> None:
+def _read_outputs(nb, token: str, report: dict) -> None:
     """What the executed notebook shows: errors per cell, memory errors, whether the probe cell ran."""
-    import nbformat
-
     report["memory_errors"] = []
     report["cell_errors"] = []
-    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if not name.endswith(".ipynb"):
+    for cell in nb.cells:
+        if cell.cell_type != "code":
             continue
-        nb = nbformat.read(os.path.join(folder, name), as_version=4)
-        for cell in nb.cells:
-            if cell.cell_type != "code":
+        for output in cell.get("outputs", []):
+            if output.get("output_type") != "error":
                 continue
-            for output in cell.get("outputs", []):
-                if output.get("output_type") != "error":
-                    continue
-                text = f"{output.get('ename', '')}: {output.get('evalue', '')}"
-                if cell.metadata.get("rnn_course_probe") == token:
-                    report["probe_error"] = text[:500]
-                    continue
-                report["cell_errors"].append(
-                    {"cell": _cell_name(cell), "error": text[:500]}
-                )
-                lowered = text.lower()
-                if (
-                    "memoryerror" in lowered
-                    or "out of memory" in lowered
-                    or "can't allocate memory" in lowered
-                    or "cannot allocate memory" in lowered
-                ):
-                    report["memory_errors"].append(_cell_name(cell))
+            text = f"{output.get('ename', '')}: {output.get('evalue', '')}"
+            if cell.metadata.get("rnn_course_probe") == token:
+                report["probe_error"] = text[:500]
+                continue
+            report["cell_errors"].append(
+                {"cell": _cell_name(cell), "error": text[:500]}
+            )
+            lowered = text.lower()
+            if (
+                "memoryerror" in lowered
+                or "out of memory" in lowered
+                or "can't allocate memory" in lowered
+                or "cannot allocate memory" in lowered
+            ):
+                report["memory_errors"].append(_cell_name(cell))
 
 
 def main(argv: list[str]) -> None:
@@ -381,8 +342,8 @@ def main(argv: list[str]) -> None:
         if config.get("uid") is not None:
             drop_privileges(int(config["uid"]), int(config["gid"]))
         report["stage"] = "prepare"
-        course = prepare_course(config)
-        run_autograde(config, course, report)
+        folder = prepare_folder(config)
+        run_notebook(config, folder, report)
     except BaseException as error:  # noqa: BLE001 (the report must go out whatever happened)
         report["errors"].append(
             "".join(traceback.format_exception_only(type(error), error))[-2000:]
@@ -392,7 +353,7 @@ def main(argv: list[str]) -> None:
         resource.getrusage(resource.RUSAGE_CHILDREN),
     )
     report["cpu_seconds"] = {
-        "nbgrader": round(own.ru_utime + own.ru_stime, 2),
+        "driver": round(own.ru_utime + own.ru_stime, 2),
         "kernel": round(children.ru_utime + children.ru_stime, 2),
     }
     data = json.dumps(report).encode()

@@ -1,14 +1,15 @@
-"""One submission's sandbox: bubblewrap around nbgrader + the student's kernel, and the channel to its probe.
+"""One submission's sandbox: bubblewrap around the notebook's run + the student's kernel, and the channel to its probe.
 
-The whole per-submission run (nbgrader's autograde in :mod:`.driver` and the kernel it starts) runs in
+The whole per-submission run (the execution pass of nbgrader's autograde in :mod:`.driver`, on the
+notebook the grader sanitized with nbgrader (:mod:`.sanitize`), and the kernel it starts) runs in
 ONE bubblewrap sandbox, so the two talk TCP over the sandbox's own loopback and a dead kernel is
 noticed at once (with IPC transport it is not, see ``shared/research/toolchain.md``). Inside:
 
 * an empty root with only the system folders of the host (/usr, /etc, /lib*, /bin, /sbin, /sys; see
   :data:`SYSTEM_PATHS`) read-only, and any of the grader's private folders that lie inside them
   emptied; then read-only binds of only what is needed: the Python installation and virtual
-  environment, the ``rnn_course`` package, the release course copy (release gradebook + released
-  notebook), this submission's files, and the channel folder. Homes, /tmp, /srv, /opt, /var, other
+  environment, the ``rnn_course`` package, this submission's files (the sanitized notebook, the files
+  beside it), and the channel folder. Homes, /tmp, /srv, /opt, /var, other
   checkouts of the course: absent (an allow-list, not a list of what to hide);
 * a private, size-capped tmpfs as the only writable place besides /tmp and /dev/shm (also capped);
 * new network (loopback only), PID, IPC and UTS namespaces; ``--die-with-parent``, ``--new-session``;
@@ -17,7 +18,7 @@ noticed at once (with IPC transport it is not, see ``shared/research/toolchain.m
   setting limits on memory, CPU time, processes, file size; a **system-call filter** and a **cgroup**
   for the whole submission come from :mod:`.confinement`;
 * a wall-clock limit: the grader kills the sandbox (and with it the PID namespace) at the deadline;
-* a clean environment (PATH, LANG, ...); nbgrader itself adds ``NBGRADER_EXECUTION`` as it always does.
+* a clean environment (PATH, LANG, ...); the driver adds ``NBGRADER_EXECUTION`` as nbgrader does.
 
 The channel is two FIFOs in a folder owned by root and bound read-only, created and opened by the
 grader *before* the sandbox starts, so the student cannot swap them for links to other files. The
@@ -308,8 +309,8 @@ class Sandbox:
         *,
         settings: SandboxSettings,
         box: Path,
-        release_dir: Path,
         submission_dir: Path,
+        notebook: str,
         assignment: str,
         uid: int | None,
         hidden: list[str] = (),
@@ -318,8 +319,8 @@ class Sandbox:
     ):
         self.settings = settings
         self.box = Path(box)
-        self.release_dir = Path(release_dir)
         self.submission_dir = Path(submission_dir)
+        self.notebook = notebook
         self.assignment = assignment
         self.uid = uid
         self.hidden, self.bind_back, self.secrets = (
@@ -338,6 +339,8 @@ class Sandbox:
         self._threads: list[threading.Thread] = []
         self._report_bytes = bytearray()
         self._next_id = 0
+        self._channel = None
+        self._fifos: dict[str, int] = {}
 
     # -- life cycle --------------------------------------------------------------------------------
     def __enter__(self):
@@ -348,8 +351,6 @@ class Sandbox:
         return False
 
     def start(self) -> None:
-        from . import protocol  # (imports torch: never in the main process)
-
         channel_dir = self.box / "channel"
         channel_dir.mkdir(parents=True)
         os.chmod(self.box, 0o755)
@@ -368,6 +369,7 @@ class Sandbox:
         self._fds.append(report_read)
         config = {
             "assignment": self.assignment,
+            "notebook": self.notebook,
             "report_fd": report_write,
             "warm_up": self.settings.warm_up,
             "cell_timeout": self.settings.cell_timeout,
@@ -389,7 +391,6 @@ class Sandbox:
         environment = self._environment(self.settings.threads)
         if self.settings.use_bwrap:
             config.update(
-                release_dir=f"{SANDBOX_ROOT}/release",
                 submission_dir=f"{SANDBOX_ROOT}/submission",
                 channel_dir=f"{SANDBOX_ROOT}/channel",
                 work_dir=f"{SANDBOX_ROOT}/work",
@@ -437,7 +438,6 @@ class Sandbox:
             work = self.box / "work"
             work.mkdir(mode=0o700)
             config.update(
-                release_dir=str(self.release_dir),
                 submission_dir=str(self.submission_dir),
                 channel_dir=str(channel_dir),
                 work_dir=str(work),
@@ -461,9 +461,22 @@ class Sandbox:
         self.deadline = self.started + self.settings.submission_timeout
         self._drain(self.process.stderr, tail=64 << 10)
         self._drain_report(report_read)
-        self.channel = protocol.Channel(
-            fifos["from_probe"], fifos["to_probe"], blocking=False, alive=self.running
-        )
+        self._fifos = fifos
+
+    @property
+    def channel(self):
+        """The channel to the probe, made at its first use: :mod:`.protocol` imports torch,
+        which a worker imports while its first sandbox starts (never the main process)."""
+        if self._channel is None:
+            from . import protocol
+
+            self._channel = protocol.Channel(
+                self._fifos["from_probe"],
+                self._fifos["to_probe"],
+                blocking=False,
+                alive=self.running,
+            )
+        return self._channel
 
     def _bwrap_arguments(self, channel_dir: Path) -> list[str]:
         command = [
@@ -498,9 +511,6 @@ class Sandbox:
             "0755",
             "--dir",
             SANDBOX_ROOT,
-            "--ro-bind",
-            str(self.release_dir),
-            f"{SANDBOX_ROOT}/release",
             "--ro-bind",
             str(self.submission_dir),
             f"{SANDBOX_ROOT}/submission",

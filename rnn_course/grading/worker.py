@@ -1,7 +1,8 @@
 """A grading worker: one submission at a time, in its own sandbox; returns a row to the main process.
 
 Each worker process (one per core) reads the source notebook's tests once, and for each submission
-(which comes with a uid of its own, leased by the main process): copies the files into a fresh folder, starts the sandbox, waits for the probe,
+(which comes with a uid of its own, leased by the main process): prepares the files in a fresh folder
+(nbgrader's sanitizing pass, :mod:`.sanitize`), starts the sandbox, waits for the probe,
 runs the tests (:mod:`.runner`), collects the sandbox's report and decides the status. It writes
 nothing outside its scratch folder: the row goes back to the main process.
 """
@@ -18,36 +19,31 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import report, skip_slow_imports
+from . import report, sanitize, skip_slow_imports
 
-skip_slow_imports()  # before runner imports nbformat (a spawned worker imports this module first)
+skip_slow_imports()  # before plan imports nbformat (a spawned worker imports this module first)
 
-from .runner import (  # noqa: E402
-    PartResult,
-    TestOutcome,
-    TestPlan,
-    install_reference_recorder,
-    run_tests,
-)  # noqa: E402
+from .plan import TestPlan  # noqa: E402
 from .sandbox import Sandbox, SandboxEnded, SandboxSettings, SandboxTimeout  # noqa: E402
+
+if TYPE_CHECKING:
+    from .runner import TestOutcome
 
 _STATE: dict = {}
 
 
 def init_worker(use_bwrap: bool) -> None:
     """Runs once in each worker process, while the main process prepares the run: the imports the
-    first sandbox needs (and, for sandboxes, the system-call filter, compiled once). The slow one
-    the tests need, torch._dynamo, waits until that sandbox runs (:func:`_import_for_the_tests`)."""
+    first sandbox needs (nbgrader, for the sanitizing pass; for sandboxes, the system-call filter,
+    compiled once). What the tests need (torch, the runner, torch._dynamo) waits until that sandbox
+    runs (:func:`_import_for_the_tests`)."""
     import nbformat  # noqa: F401
-    import torch
+    import nbgrader.converters  # noqa: F401
 
-    torch.set_num_threads(
-        1
-    )  # the tests' references are small; leave the cores to the sandboxes
     if multiprocessing.parent_process() is not None:  # (a pool's worker, not a test)
         atexit.register(_exit_at_once)
-    install_reference_recorder()
     _STATE.clear()
     if use_bwrap:
         from .confinement import seccomp_program
@@ -55,14 +51,23 @@ def init_worker(use_bwrap: bool) -> None:
         seccomp_program()
 
 
-def _import_for_the_tests() -> None:
-    """torch._dynamo: imported by torch at the first meta-device operation, which would put 2 s of
-    CPU inside a test's time. Imported once per worker, while its first sandbox runs the notebook
-    (the worker only waits then), so the first sandbox does not wait for it."""
+def _import_for_the_tests():
+    """The runner (which imports torch) and torch._dynamo, which torch imports at the first
+    meta-device operation and which would put 2 s of CPU inside a test's time. Imported once per
+    worker, while its first sandbox runs the notebook (about 3 s, while the worker only waits), so
+    that sandbox starts without waiting for them. Returns the runner module."""
+    from . import runner
+
     if not _STATE.get("imported_for_tests"):
+        import torch
         import torch._dynamo  # noqa: F401
 
+        torch.set_num_threads(
+            1
+        )  # the tests' references are small: the cores are the sandboxes'
+        runner.install_reference_recorder()
         _STATE["imported_for_tests"] = True
+    return runner
 
 
 def _exit_at_once() -> None:
@@ -82,6 +87,9 @@ def _configure(config: dict) -> None:
     _STATE["config"] = config
     _STATE["plan"] = TestPlan.from_source(Path(config["source_notebook"]))
     _STATE["settings"] = SandboxSettings(**config["settings"])
+    _STATE["db_url"] = sanitize.release_gradebook_copy(
+        Path(config["release_dir"]), Path(config["scratch"])
+    )
 
 
 def grade_submission(config: dict, job: dict) -> dict:
@@ -92,14 +100,27 @@ def grade_submission(config: dict, job: dict) -> dict:
     box = Path(_STATE["scratch"]) / f"box-{uuid.uuid4().hex}"
     files = box.with_name(box.name + "-files")
     try:
-        _copy_files(job, files)
+        try:
+            sanitize.prepare_submission(
+                job,
+                Path(_STATE["release_dir"]),
+                _STATE["assignment"],
+                _STATE["db_url"],
+                files,
+            )
+        except sanitize.SanitizeError as error:
+            refused = {"nbgrader_ok": False, "executed": False, "errors": [str(error)]}
+            log = f"nbgrader's sanitizing pass refused the notebook: {error}\n"
+            return decide(
+                job, plan, settings, None, NotRun(str(error)), refused, False, log
+            ).to_dict()
         ready_error: BaseException | None = None
         outcome: TestOutcome | None = None
         with Sandbox(
             settings=settings,
             box=box,
-            release_dir=Path(_STATE["release_dir"]),
             submission_dir=files,
+            notebook=job["expected_notebook"],
             assignment=_STATE["assignment"],
             uid=job.get("uid"),
             hidden=_STATE["hidden"],
@@ -109,14 +130,14 @@ def grade_submission(config: dict, job: dict) -> dict:
             times = [time.monotonic()]
             cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             sandbox.start()
-            _import_for_the_tests()
+            runner = _import_for_the_tests()
             try:
                 sandbox.wait_ready()
             except (SandboxTimeout, SandboxEnded) as error:
                 ready_error = error
             times.append(time.monotonic())
             if ready_error is None:
-                outcome = run_tests(plan, sandbox, settings.cell_timeout)
+                outcome = runner.run_tests(plan, sandbox, settings.cell_timeout)
             times.append(time.monotonic())
             sandbox_report = sandbox.finish()
             times.append(time.monotonic())
@@ -155,18 +176,8 @@ def grade_submission(config: dict, job: dict) -> dict:
         shutil.rmtree(files, ignore_errors=True)
 
 
-def _copy_files(job: dict, folder: Path) -> None:
-    """The submission as the sandbox sees it: the notebook under the assignment's name, plus other files."""
-    folder.mkdir(parents=True)
-    os.chmod(folder, 0o755)
-    for name, path in job["files"].items():
-        if name.endswith(".ipynb") and name != job["notebook"]:
-            continue  # other notebooks are not graded (nbgrader would skip them too)
-        target = folder / (
-            job["expected_notebook"] if name == job["notebook"] else name
-        )
-        shutil.copyfile(path, target, follow_symlinks=False)
-        os.chmod(target, 0o644)
+class NotRun(Exception):
+    """No code of the submission ran: nbgrader refused the notebook before (:mod:`.sanitize`)."""
 
 
 def _log(sandbox_report: dict, stderr_tail: bytes, times: list[float]) -> str:
@@ -220,13 +231,15 @@ def decide(
         or isinstance(ready_error, SandboxTimeout)
         or bool(outcome and outcome.submission_timed_out)
     )
-    stopped_early = isinstance(ready_error, SandboxEnded) or bool(
+    stopped_early = isinstance(ready_error, (SandboxEnded, NotRun)) or bool(
         outcome and outcome.stopped
     )
 
     if outcome is not None:
         parts = outcome.parts
     else:
+        from .runner import PartResult
+
         reason = (
             "the notebook ran out of time before the grader could call its functions"
             if submission_timeout
