@@ -569,7 +569,7 @@ def multi_assignment_members(correct: bytes) -> list[tuple[str, bytes]]:
         (f"ann/{OTHER}/data.csv", b"other"),
         (f"bob/{OTHER}/x.ipynb", b"{}"),  # only another assignment: absent
         (f"cy/{OTHER}/{OTHER}.ipynb", b"{}"),
-        (f"cy/ch03_unrolling/notes.txt", b"later"),
+        ("cy/ch03_unrolling/notes.txt", b"later"),
         (f"dan/{ASSIGNMENT}/notes.txt", b"forgot"),  # tried, no notebook
         (f"eve/{NOTEBOOK}", correct),  # without the assignment level
         ("eve/drafts/old.txt", b""),
@@ -624,9 +624,7 @@ def test_a_zip_with_assignment_folders_is_read_as_the_folder_is(
     assert not {"x.ipynb", f"{OTHER}.ipynb"} & staged  # (other assignments': not read)
 
 
-def test_the_brief_case_another_assignments_notebook_is_not_graded(
-    tmp_path, notebooks
-):
+def test_the_brief_case_another_assignments_notebook_is_not_graded(tmp_path, notebooks):
     correct = to_bytes(notebooks["correct"])
     archive = tmp_path / "subs.zip"
     archive.write_bytes(
@@ -683,15 +681,45 @@ def test_a_zipped_submitted_folder_with_folder_entries(tmp_path, notebooks):
         ([f"ann/{OTHER}/x.ipynb"], {}, ["ann"]),  # one student, another assignment
         ([f"ann/{OTHER}/x.ipynb", "ann/ch03_unrolling/y.ipynb"], {}, ["ann"]),
         ([f"ann/{NOTEBOOK}", "ann/drafts/x.txt"], {"ann": None}, []),
+        (
+            [f"{ASSIGNMENT}/{NOTEBOOK}"],
+            {ASSIGNMENT: None},
+            [],
+        ),  # its notebook: a student
+        (  # a folder of students' files (no assignment level) is not told from one
+            # student's folders of other assignments: listed, never graded as another's
+            ["submitted/ann/x.ipynb", "submitted/bob/y.ipynb"],
+            {},
+            ["submitted"],
+        ),
         (["ann/answers.ipynb"], {"ann": "answers.ipynb"}, []),  # renamed, as before
-        ([f"{ASSIGNMENT}/ann_1_{NOTEBOOK}", f"{ASSIGNMENT}/bob_2_x.ipynb"],
-         {"ann": None, "bob": "x.ipynb"}, []),  # an LMS export in a folder
-        ([f"{ASSIGNMENT}-export/submitted/ann/{ASSIGNMENT}/{NOTEBOOK}"],
-         {"ann": None}, []),  # two wrapping folders
-        ([f"submitted/ann/{OTHER}/x.ipynb", f"submitted/bob/{ASSIGNMENT}/{NOTEBOOK}"],
-         {"bob": None}, ["ann"]),
-        (["__MACOSX/submitted/._ann", f"submitted/ann/{ASSIGNMENT}/{NOTEBOOK}",
-          "submitted/.DS_Store"], {"ann": None}, []),
+        (
+            [f"{ASSIGNMENT}/ann_1_{NOTEBOOK}", f"{ASSIGNMENT}/bob_2_x.ipynb"],
+            {"ann": None, "bob": "2_x.ipynb"},
+            [],
+        ),  # an LMS export in a folder
+        (
+            [f"{ASSIGNMENT}-export/submitted/ann/{ASSIGNMENT}/{NOTEBOOK}"],
+            {"ann": None},
+            [],
+        ),  # two wrapping folders
+        (
+            [
+                f"submitted/ann/{OTHER}/x.ipynb",
+                f"submitted/bob/{ASSIGNMENT}/{NOTEBOOK}",
+            ],
+            {"bob": None},
+            ["ann"],
+        ),
+        (
+            [
+                "__MACOSX/submitted/._ann",
+                f"submitted/ann/{ASSIGNMENT}/{NOTEBOOK}",
+                "submitted/.DS_Store",
+            ],
+            {"ann": None},
+            [],
+        ),
     ],
 )
 def test_one_top_folder_is_a_student_or_a_wrapping_folder(
