@@ -721,6 +721,19 @@ def test_a_zipped_submitted_folder_with_folder_entries(tmp_path, notebooks):
             [],
         ),
     ],
+    ids=[
+        "one student",
+        "one student, another assignment",
+        "one student, two other assignments",
+        "one student without the level",
+        "its notebook in a folder named for it",
+        "students' files in one folder",
+        "one student, renamed",
+        "an LMS export in a folder",
+        "two wrapping folders",
+        "submitted with one absent student",
+        "macOS's extra members",
+    ],
 )
 def test_one_top_folder_is_a_student_or_a_wrapping_folder(
     tmp_path, notebooks, members, students, absent
