@@ -6,23 +6,32 @@ Accepted layouts (``SUBMISSIONS`` on the command line):
   ``<student>/<assignment>/<notebook>.ipynb``, or without the assignment level:
   ``<student>/<notebook>.ipynb``;
 * a zip file (as exported by an LMS), either with the same folders inside
-  (``<student>/...``) or flat, one file per submission named
-  ``<student>_<anything>.ipynb``: the student id is the text before the first
-  underscore (Canvas's ``<name>_<id>_<id>_<file>`` and Moodle-style exports where the
-  first field is the login). Several files of one student count as that student's files.
+  (``<student>/<assignment>/...`` or ``<student>/...``, read by the same rules as a
+  folder) or flat, one file per submission named ``<student>_<anything>.ipynb``: the
+  student id is the text before the first underscore (Canvas's
+  ``<name>_<id>_<id>_<file>`` and Moodle-style exports where the first field is the
+  login); a flat file counts as one in the student's folder. A zip whose top level is
+  one folder that wraps these (``zip -r submitted.zip submitted``, an export in a
+  folder named for the assignment) is read inside it: a top folder is a wrapping one
+  when it is named for the assignment or holds students' folders for it
+  (``submitted/<student>/<assignment>/``), unless it holds a folder for the
+  assignment or its notebook itself (then it is one student's folder).
 
-In a folder where students have folders for several assignments (nbgrader's
-``submitted/<student>/<assignment>/``), a student folder with sub-folders but neither a
-folder for this assignment nor a notebook of its own has nothing for this assignment: it
-is not a row but listed once (:attr:`Submissions.absent`), unless the roster names the
-student, whose row is then "missing notebook" ("not submitted").
+In a folder or zip where students have folders for several assignments (nbgrader's
+``submitted/<student>/<assignment>/``), a student's folder for this assignment is read
+(its files; the student's other folders and files are ignored), and a student folder
+with sub-folders but neither a folder for this assignment nor a notebook of its own has
+nothing for this assignment: it is not a row but listed once
+(:attr:`Submissions.absent`), unless the roster names the student, whose row is then
+"missing notebook" ("not submitted").
 
 Per student, the notebook is ``<notebook>.ipynb`` (the released notebook's name); if it
 is missing but there is exactly one other notebook, that one is graded under the right
 name (status "renamed notebook"); none or several others: "missing notebook". Other
 regular files of the folder go along (nbgrader copies them too); symbolic links,
-sub-folders, hidden files and files whose names are not printable text (control
-characters, bidi overrides, bytes that are not UTF-8, more than 255 bytes) are ignored.
+sub-folders (in a zip, members below the folder read), hidden files and files whose
+names are not printable text (control characters, bidi overrides, bytes that are not
+UTF-8, more than 255 bytes) are ignored.
 
 Every input ends as one row per student, whatever it holds; nothing a student made can
 stop the run:
@@ -35,11 +44,13 @@ stop the run:
   (as nbformat does, but deterministically).
 * **Zip archives** are read member by member, never extracted to a path the archive
   chose: only stored and deflated members, each decompressed to at most 20 MiB however
-  large its header says it is, checksums checked; a member that cannot be read, is
-  encrypted, is compressed otherwise, climbs out of its folder (``..``) or duplicates
-  another of the student's files makes that student's row "invalid archive". An
-  archive that cannot be opened at all, with more than 100,000 members or more than
-  4 GiB of data is refused as a whole (:class:`IntakeError`): no row is recorded.
+  large its header says it is, checksums checked; a member of the folder read that
+  cannot be read, is encrypted, is compressed otherwise or duplicates another of the
+  student's files, or any of the student's members that climbs out of its folder
+  (``..``), makes that student's row "invalid archive" (members of folders not read
+  are never decompressed). An archive that cannot be opened at all, with more than
+  100,000 members or more than 4 GiB of data is refused as a whole
+  (:class:`IntakeError`): no row is recorded.
 * **Limits** per student: 100 files, 20 MiB each, 50 MiB in all ("invalid notebook",
   "submission too large").
 * **Identities**: a row's student is always printable ASCII and unique, also ignoring
@@ -79,6 +90,8 @@ MAX_ZIP_BYTES = 4 << 30
 MAX_ZIP_MEMBERS = 100_000
 MAX_NESTING = 64
 MAX_NAME_BYTES = 255
+MAX_WRAPPING = 3
+"""How many folders around a zip's students' folders are looked through."""
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}")
 """What a student id may look like: it becomes a folder and file name."""
 ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
@@ -198,7 +211,9 @@ def collect(
     if submissions.is_dir():
         found, absent = _from_folder(submissions, assignment)
     elif submissions.is_file():
-        found = _from_zip(submissions, staging / "archive", notebook)
+        found, absent = _from_zip(
+            submissions, staging / "archive", assignment, notebook
+        )
     else:
         raise IntakeError(f"{submissions} is neither a folder of submissions nor a zip")
     release = nbformat.read(release_notebook, as_version=4)
@@ -350,6 +365,13 @@ def _sub_folders(folder: Path) -> list[str]:
     ]
 
 
+def _holds_other_assignments(own_files, has_sub_folders: bool) -> bool:
+    """Whether a student folder without a folder for this assignment has nothing for
+    it: sub-folders (other assignments', in nbgrader's layout) but no notebook of its
+    own. One rule for folders and zips."""
+    return has_sub_folders and not any(name.endswith(".ipynb") for name in own_files)
+
+
 def _from_folder(root: Path, assignment: str) -> tuple[dict[str, _Found], list[str]]:
     """Each student folder's files, and the student folders that hold other
     assignments' folders but neither this one's nor a notebook of their own."""
@@ -366,10 +388,8 @@ def _from_folder(root: Path, assignment: str) -> tuple[dict[str, _Found], list[s
         if nested.is_dir() and not nested.is_symlink():
             folder = nested
         files = _regular_files(folder)
-        if (
-            folder != nested
-            and not any(name.endswith(".ipynb") for name in files.files)
-            and _sub_folders(folder)
+        if folder != nested and _holds_other_assignments(
+            files.files, bool(_sub_folders(folder))
         ):
             absent.append(entry.name)  # nbgrader's layout, other assignments only
             continue
@@ -377,33 +397,131 @@ def _from_folder(root: Path, assignment: str) -> tuple[dict[str, _Found], list[s
     return found, absent
 
 
-def _member_place(filename: str, notebook: str):
-    """Whose file a zip member is: ``(student, file name, problem)``, or None to skip
-    it (folders, ``__MACOSX``, hidden files, flat names without an underscore)."""
+_OUTSIDE = "an archive member outside every student's folder"
+
+
+@dataclass
+class _Member:
+    """A zip member's place, by its name only: whose, in which of the student's
+    folders (``()``: the student's own files), under which file name."""
+
+    info: zipfile.ZipInfo
+    student: str
+    folders: tuple[str, ...] = ()
+    name: str | None = None  # None: a folder's entry
+    problem: str | None = None  # its name is refused: the student's row says why
+
+
+def _member_parts(filename: str) -> tuple[list[str], str | None] | None:
+    """A member name's path parts and, when the name is refused, why; None to skip it
+    (``__MACOSX``, hidden files and folders)."""
     parts = [part for part in filename.replace("\\", "/").split("/") if part]
     if not parts or parts[0] == "__MACOSX":
         return None
     if filename[:1] in "/\\" or re.match(r"[A-Za-z]:", parts[0]) or parts[0] == "..":
-        return filename, None, "an archive member outside every student's folder"
+        return [], _OUTSIDE
     if ".." in parts:
-        return (
-            parts[0],
-            None,
-            (
-                f"the archive member {shown(filename)} climbs out of "
-                "the student's folder ('..')"
-            ),
+        return parts, (
+            f"the archive member {shown(filename)} climbs out of "
+            "the student's folder ('..')"
         )
     if any(part.startswith(".") for part in parts):
         return None
-    if len(parts) >= 2:
-        return parts[0], parts[-1], None
-    student, _, name = parts[0].partition("_")
-    if not name:
-        return None
-    if name == notebook or name.endswith("_" + notebook):
-        name = notebook
-    return student, name, None
+    return parts, None
+
+
+def _wrapping_folders(
+    paths: list[tuple[list[str], bool]], assignment: str, notebook: str
+) -> list[str]:
+    """The folders that wrap the students' level of a zip (``submitted/`` zipped with
+    ``zip -r``, an export in a folder named for the assignment), from its members'
+    ``(parts, is a folder)``, at most :data:`MAX_WRAPPING` of them. A wrapping folder
+    is the only thing at the top, is named for the assignment or holds students'
+    folders for it (``<top>/<student>/<assignment>/``), and holds neither a folder for
+    the assignment nor its notebook (then it is one student's folder)."""
+    prefix: list[str] = []
+    while len(prefix) < MAX_WRAPPING:
+        inside = [
+            (parts[len(prefix) :], is_dir)
+            for parts, is_dir in paths
+            if parts[len(prefix) :]
+        ]
+        tops = {parts[0] for parts, _ in inside}
+        if len(tops) != 1 or any(len(parts) == 1 and not d for parts, d in inside):
+            break  # several things at the top, or a file
+        (top,) = tops
+        folders = [parts[1:] if is_dir else parts[1:-1] for parts, is_dir in inside]
+        if any(inner[:1] == [assignment] for inner in folders) or any(
+            parts[1:] == [notebook] for parts, is_dir in inside if not is_dir
+        ):
+            break  # one student's folder
+        if assignment.lower() in top.lower() or any(
+            inner[1:2] == [assignment] for inner in folders
+        ):
+            prefix.append(top)
+        else:
+            break
+    return prefix
+
+
+def _members(archive: zipfile.ZipFile, assignment: str, notebook: str) -> list[_Member]:
+    """Every member's place, below the wrapping folders (if any). A flat member
+    ``<student>_<anything>_<notebook>`` is that student's notebook."""
+    named = []
+    for info in archive.infolist():
+        split = _member_parts(info.filename)
+        if split is not None and not (split[1] and info.is_dir()):
+            named.append((info, *split))
+    clean = [(parts, info.is_dir()) for info, parts, problem in named if not problem]
+    prefix = _wrapping_folders(clean, assignment, notebook)
+    members = []
+    for info, parts, problem in named:
+        if prefix and parts[: len(prefix)] == prefix:
+            parts = parts[len(prefix) :]
+            if not parts:
+                continue  # the wrapping folder's own entry
+        if problem:
+            if parts[:1] in ([], [".."]):
+                members.append(_Member(info, info.filename, problem=_OUTSIDE))
+            else:
+                members.append(_Member(info, parts[0], problem=problem))
+        elif info.is_dir():
+            members.append(_Member(info, parts[0], tuple(parts[1:])))
+        elif len(parts) >= 2:
+            members.append(_Member(info, parts[0], tuple(parts[1:-1]), parts[-1]))
+        else:
+            student, _, name = parts[0].partition("_")
+            if not name:
+                continue
+            if name == notebook or name.endswith("_" + notebook):
+                name = notebook
+            members.append(_Member(info, student, (), name))
+    return members
+
+
+def _levels(members: list[_Member], assignment: str) -> dict[str, tuple | None]:
+    """Which of each student's folders is read (as :func:`_from_folder` reads a
+    folder): ``(assignment,)`` if the student has it, else ``()`` (the student's own
+    files); None when the student holds other assignments only (absent)."""
+    by_student: dict[str, list[_Member]] = {}
+    for member in members:
+        by_student.setdefault(member.student, []).append(member)
+    level_of = {}
+    for student, own in by_student.items():
+        own_files = [
+            member.name
+            for member in own
+            if not member.folders and member.name and _usable_file_name(member.name)
+        ]
+        if any(member.folders[:1] == (assignment,) for member in own):
+            level_of[student] = (assignment,)
+        elif not any(member.problem for member in own) and _holds_other_assignments(
+            own_files, any(member.folders for member in own)
+        ):
+            level_of[student] = None
+        else:
+            level_of[student] = ()
+    return level_of
 
 
 def _open_archive(path: Path) -> zipfile.ZipFile:
@@ -419,28 +537,36 @@ def _open_archive(path: Path) -> zipfile.ZipFile:
     return archive
 
 
-def _from_zip(path: Path, staging: Path, notebook: str) -> dict[str, _Found]:
+def _from_zip(
+    path: Path, staging: Path, assignment: str, notebook: str
+) -> tuple[dict[str, _Found], list[str]]:
     """Read the zip's members by name only: nothing is extracted to a path the archive
-    chose. A flat member ``<student>_<anything>_<notebook>`` is that student's notebook.
-    """
+    chose. Each student's files, as :func:`_from_folder` finds them, and the students
+    who hold other assignments only."""
     found: dict[str, _Found] = {}
     total = 0
     with _open_archive(path) as archive:
-        for info in archive.infolist():
-            if info.is_dir():
-                continue
-            place = _member_place(info.filename, notebook)
-            if place is None:
-                continue
-            student, name, problem = place
+        members = _members(archive, assignment, notebook)
+        level_of = _levels(members, assignment)
+        for member in members:
+            info, student, name = member.info, member.student, member.name
+            if level_of[student] is None:
+                continue  # absent: nothing for this assignment
             entry = found.setdefault(student, _Found(index=len(found)))
-            if entry.problem or not STUDENT_ID.fullmatch(student):
-                if problem and not entry.problem:
-                    entry.problem = (report.INVALID_ARCHIVE, problem)
-                continue  # nothing more is read for this student
-            if problem:
-                entry.problem = (report.INVALID_ARCHIVE, problem)
-            elif not _usable_file_name(name):
+            if member.problem:
+                entry.problem = entry.problem or (
+                    report.INVALID_ARCHIVE,
+                    member.problem,
+                )
+                continue
+            if (
+                entry.problem
+                or not STUDENT_ID.fullmatch(student)
+                or name is None
+                or member.folders != level_of[student]
+            ):
+                continue  # nothing more is read for this student, or not this file
+            if not _usable_file_name(name):
                 entry.ignored.append(name)
             elif name in entry.files:
                 entry.problem = (
@@ -467,7 +593,8 @@ def _from_zip(path: Path, staging: Path, notebook: str) -> dict[str, _Found]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
                 entry.files[name] = target
-    return found
+    absent = sorted(student for student, level in level_of.items() if level is None)
+    return found, absent
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, entry: _Found):

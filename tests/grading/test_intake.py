@@ -11,9 +11,11 @@ import csv
 import io
 import json
 import os
+import shutil
 import warnings
 import zipfile
 import zlib
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -550,6 +552,306 @@ def test_an_archive_that_cannot_be_read_as_a_whole_is_refused_with_a_reason(
     with pytest.raises(intake.IntakeError, match="zip archive|split it") as raised:
         collect(archive, notebooks, tmp_path)
     assert str(archive) in str(raised.value)
+
+
+# --- zips with nbgrader's assignment level, and wrapping folders ---------------------
+
+OTHER = "ch01_neuron"  # another assignment of the course
+
+
+def multi_assignment_members(correct: bytes) -> list[tuple[str, bytes]]:
+    """nbgrader's ``submitted/`` with several assignments, as (path, data) pairs."""
+    return [
+        (f"ann/{ASSIGNMENT}/{NOTEBOOK}", correct),
+        (f"ann/{ASSIGNMENT}/data.csv", b"x,y\n"),  # beside the notebook: goes along
+        (f"ann/{ASSIGNMENT}/old/{NOTEBOOK}", b"{}"),  # a sub-folder: ignored
+        (f"ann/{OTHER}/{OTHER}.ipynb", b"{}"),  # another assignment: ignored
+        (f"ann/{OTHER}/data.csv", b"other"),
+        (f"bob/{OTHER}/x.ipynb", b"{}"),  # only another assignment: absent
+        (f"cy/{OTHER}/{OTHER}.ipynb", b"{}"),
+        ("cy/ch03_unrolling/notes.txt", b"later"),
+        (f"dan/{ASSIGNMENT}/notes.txt", b"forgot"),  # tried, no notebook
+        (f"eve/{NOTEBOOK}", correct),  # without the assignment level
+        ("eve/drafts/old.txt", b""),
+        ("fay/readme.txt", b"forgot"),  # without the level, no notebook
+    ]
+
+
+def rows_of(found) -> dict[str, tuple]:
+    """What a row says, for comparing two readings of the same submissions."""
+    return {
+        submission.student: (
+            submission.status,
+            submission.message,
+            sorted(submission.files),
+            submission.notebook,
+            submission.renamed_from,
+            submission.fingerprint,
+        )
+        for submission in found
+    }
+
+
+def read(path, notebooks, tmp_path, roster=None):
+    staging = tmp_path / f"staging-{path.name}"
+    return intake.collect(
+        path, ASSIGNMENT, NOTEBOOK, notebooks["release_path"], staging, roster
+    )
+
+
+@pytest.mark.parametrize("wrapper", ["", "submitted/", f"{ASSIGNMENT}/"])
+def test_a_zip_with_assignment_folders_is_read_as_the_folder_is(
+    tmp_path, notebooks, wrapper
+):
+    correct = to_bytes(notebooks["correct"])
+    members = multi_assignment_members(correct)
+    for name, data in members:
+        write(tmp_path / "submitted" / name, data)
+    archive = tmp_path / "export.zip"
+    archive.write_bytes(build_zip([(wrapper + name, data) for name, data in members]))
+    from_zip = read(archive, notebooks, tmp_path)
+    from_folder = read(tmp_path / "submitted", notebooks, tmp_path)
+    rows = rows_of(from_zip)
+    assert rows == rows_of(from_folder)
+    assert from_zip.absent == from_folder.absent == ["bob", "cy"]
+    assert sorted(rows) == ["ann", "dan", "eve", "fay"]
+    ann, eve = rows["ann"], rows["eve"]
+    assert ann[0] is None and ann[2] == ["ch02_memory_cell.ipynb", "data.csv"]
+    assert eve[0] is None and eve[2] == [NOTEBOOK] and eve[4] is None
+    assert rows["dan"][0] == rows["fay"][0] == report.MISSING
+    staged = {path.name for path in (tmp_path / "staging-export.zip").rglob("*")}
+    assert "notes.txt" in staged  # (dan's)
+    assert not {"x.ipynb", f"{OTHER}.ipynb"} & staged  # (other assignments': not read)
+
+
+def test_the_brief_case_another_assignments_notebook_is_not_graded(tmp_path, notebooks):
+    correct = to_bytes(notebooks["correct"])
+    archive = tmp_path / "subs.zip"
+    archive.write_bytes(
+        build_zip(
+            [(f"s1/{ASSIGNMENT}/{NOTEBOOK}", correct), (f"s2/{OTHER}/x.ipynb", correct)]
+        )
+    )
+    found = read(archive, notebooks, tmp_path)
+    assert [row.student for row in found] == ["s1"] and found[0].status is None
+    assert found.absent == ["s2"]
+
+
+def test_a_zip_student_without_this_assignment_on_the_roster_is_missing(
+    tmp_path, notebooks
+):
+    correct = to_bytes(notebooks["correct"])
+    archive = tmp_path / "export.zip"
+    archive.write_bytes(build_zip(multi_assignment_members(correct)))
+    roster = ["ann", "bob", "dan", "eve", "fay"]
+    found = read(archive, notebooks, tmp_path, roster)
+    rows = {submission.student: submission for submission in found}
+    assert sorted(rows) == roster
+    assert rows["bob"].status == report.MISSING
+    assert rows["bob"].message == (
+        f"not submitted: the student's folder has no {ASSIGNMENT} folder"
+    )
+    assert found.absent == ["cy"]
+
+
+def test_a_zipped_submitted_folder_with_folder_entries(tmp_path, notebooks):
+    """``zip -r submitted.zip submitted``: one wrapping folder, and entries for folders
+    (made here by shutil, which writes them as zip does)."""
+    correct = to_bytes(notebooks["correct"])
+    for name, data in multi_assignment_members(correct):
+        write(tmp_path / "submitted" / name, data)
+    (tmp_path / "submitted" / "gus").mkdir()  # an empty student folder
+    (tmp_path / "submitted" / "hal" / OTHER).mkdir(parents=True)  # and one of another
+    archive = shutil.make_archive(
+        str(tmp_path / "submitted"), "zip", root_dir=tmp_path, base_dir="submitted"
+    )
+    with zipfile.ZipFile(archive) as check:
+        assert "submitted/gus/" in check.namelist()  # (the folder entries are there)
+    from_zip = read(Path(archive), notebooks, tmp_path)
+    from_folder = read(tmp_path / "submitted", notebooks, tmp_path)
+    assert rows_of(from_zip) == rows_of(from_folder)
+    assert sorted(rows_of(from_zip)) == ["ann", "dan", "eve", "fay", "gus"]
+    assert from_zip.absent == from_folder.absent == ["bob", "cy", "hal"]
+
+
+@pytest.mark.parametrize(
+    "members, students, absent",
+    [
+        ([f"ann/{ASSIGNMENT}/{NOTEBOOK}"], {"ann": None}, []),  # one student
+        ([f"ann/{OTHER}/x.ipynb"], {}, ["ann"]),  # one student, another assignment
+        ([f"ann/{OTHER}/x.ipynb", "ann/ch03_unrolling/y.ipynb"], {}, ["ann"]),
+        ([f"ann/{NOTEBOOK}", "ann/drafts/x.txt"], {"ann": None}, []),
+        (
+            [f"{ASSIGNMENT}/{NOTEBOOK}"],
+            {ASSIGNMENT: None},
+            [],
+        ),  # its notebook: a student
+        (  # a folder of students' files (no assignment level) is not told from one
+            # student's folders of other assignments: listed, never graded as another's
+            ["submitted/ann/x.ipynb", "submitted/bob/y.ipynb"],
+            {},
+            ["submitted"],
+        ),
+        (["ann/answers.ipynb"], {"ann": "answers.ipynb"}, []),  # renamed, as before
+        (
+            [f"{ASSIGNMENT}/ann_1_{NOTEBOOK}", f"{ASSIGNMENT}/bob_2_x.ipynb"],
+            {"ann": None, "bob": "2_x.ipynb"},
+            [],
+        ),  # an LMS export in a folder
+        (
+            [f"{ASSIGNMENT}-export/submitted/ann/{ASSIGNMENT}/{NOTEBOOK}"],
+            {"ann": None},
+            [],
+        ),  # two wrapping folders
+        (
+            [
+                f"submitted/ann/{OTHER}/x.ipynb",
+                f"submitted/bob/{ASSIGNMENT}/{NOTEBOOK}",
+            ],
+            {"bob": None},
+            ["ann"],
+        ),
+        (
+            [
+                "__MACOSX/submitted/._ann",
+                f"submitted/ann/{ASSIGNMENT}/{NOTEBOOK}",
+                "submitted/.DS_Store",
+            ],
+            {"ann": None},
+            [],
+        ),
+    ],
+    ids=[
+        "one student",
+        "one student, another assignment",
+        "one student, two other assignments",
+        "one student without the level",
+        "its notebook in a folder named for it",
+        "students' files in one folder",
+        "one student, renamed",
+        "an LMS export in a folder",
+        "two wrapping folders",
+        "submitted with one absent student",
+        "macOS's extra members",
+    ],
+)
+def test_one_top_folder_is_a_student_or_a_wrapping_folder(
+    tmp_path, notebooks, members, students, absent
+):
+    correct = to_bytes(notebooks["correct"])
+    archive = tmp_path / "export.zip"
+    archive.write_bytes(build_zip([(name, correct) for name in members]))
+    found = read(archive, notebooks, tmp_path)
+    assert {row.student: row.renamed_from for row in found} == students
+    assert all(row.status is None for row in found)
+    assert found.absent == absent
+
+
+def _wrapped(notebooks, members: list[tuple[str, bytes]]) -> bytes:
+    """mal's ``members`` in a zipped ``submitted/`` with ann and zed, who are fine."""
+    correct = to_bytes(notebooks["correct"])
+    return build_zip(
+        [
+            (f"submitted/ann/{ASSIGNMENT}/{NOTEBOOK}", correct),
+            *[(f"submitted/{name}", data) for name, data in members],
+            (f"submitted/zed/{ASSIGNMENT}/{NOTEBOOK}", correct),
+        ]
+    )
+
+
+MAL = f"mal/{ASSIGNMENT}/{NOTEBOOK}"
+WRAPPED_ARCHIVES = {
+    # (the archive, mal's status (None: graded), a piece of mal's message)
+    "checksum wrong": (
+        lambda nbs: patch(
+            _wrapped(nbs, [(MAL, _release(nbs))]),
+            f"submitted/{MAL}",
+            crc=lambda old: old ^ 1,
+        ),
+        report.INVALID_ARCHIVE,
+        "Bad CRC-32",
+    ),
+    "encrypted": (
+        lambda nbs: patch(
+            _wrapped(nbs, [(MAL, _release(nbs))]),
+            f"submitted/{MAL}",
+            flags=lambda old: old | 1,
+        ),
+        report.INVALID_ARCHIVE,
+        "encrypted",
+    ),
+    "the same member twice": (
+        lambda nbs: _wrapped(nbs, [(MAL, _release(nbs)), (MAL, _release(nbs))]),
+        report.INVALID_ARCHIVE,
+        "two members",
+    ),
+    "a member climbing out of its folder": (
+        lambda nbs: _wrapped(
+            nbs, [(MAL, _release(nbs)), (f"mal/{ASSIGNMENT}/../../x.py", b"")]
+        ),
+        report.INVALID_ARCHIVE,
+        "climbs out",
+    ),
+    "climbing out from another assignment's folder": (
+        lambda nbs: _wrapped(
+            nbs, [(MAL, _release(nbs)), (f"mal/{OTHER}/../../../x.py", b"")]
+        ),
+        report.INVALID_ARCHIVE,
+        "climbs out",
+    ),
+    "more than 100 files": (
+        lambda nbs: _wrapped(
+            nbs, [(f"mal/{ASSIGNMENT}/f{i}.txt", b"x") for i in range(101)]
+        ),
+        report.INVALID,
+        "too large",
+    ),
+    "a damaged member in another assignment's folder (not read)": (
+        lambda nbs: patch(
+            _wrapped(nbs, [(MAL, _release(nbs)), (f"mal/{OTHER}/x.ipynb", b"{}")]),
+            f"submitted/mal/{OTHER}/x.ipynb",
+            crc=lambda old: old ^ 1,
+        ),
+        None,
+        "",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRAPPED_ARCHIVES))
+def test_the_archive_bounds_hold_at_the_assignment_level(tmp_path, notebooks, case):
+    make, status, expected = WRAPPED_ARCHIVES[case]
+    archive = tmp_path / "export.zip"
+    archive.write_bytes(make(notebooks))
+    found = collect(archive, notebooks, tmp_path)
+    assert sorted(found) == ["ann", "mal", "zed"]
+    assert found["ann"].status is None and found["zed"].status is None
+    assert found["mal"].status == status, found["mal"].message
+    assert expected in found["mal"].message
+
+
+def test_hostile_members_beside_a_wrapping_folder_are_their_own_rows(
+    tmp_path, notebooks
+):
+    correct = to_bytes(notebooks["correct"])
+    archive = tmp_path / "export.zip"
+    archive.write_bytes(
+        build_zip(
+            [
+                (f"submitted/ann/{ASSIGNMENT}/{NOTEBOOK}", correct),
+                (f"../../escape_{NOTEBOOK}", correct),
+                (f"/abs/olute_{NOTEBOOK}", correct),
+                (f"submitted/../up_{NOTEBOOK}", correct),
+            ]
+        )
+    )
+    found = collect(archive, notebooks, tmp_path)
+    assert found["ann"].status is None
+    others = [row for name, row in found.items() if name != "ann"]
+    assert len(others) == 3 and all(row.status == report.UNKNOWN for row in others)
+    assert all("outside every student" in row.message for row in others)
+    staged = [path for path in (tmp_path / "staging").rglob("*") if path.is_file()]
+    assert all((tmp_path / "staging") in path.parents for path in staged)
 
 
 # --- odd names and identities --------------------------------------------------------
