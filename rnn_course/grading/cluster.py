@@ -128,6 +128,26 @@ def died_twice_message(starts: list[dict]) -> str:
     )
 
 
+SCHEDULER_LOST_MESSAGE = (
+    "the connection to the Dask scheduler was lost before this submission was graded: "
+    "grade again when the scheduler is back (rows graded before are kept and reused)"
+)
+
+
+def _cancel_reason(future) -> str:
+    """Why Dask cancelled ``future`` ("scheduler-connection-lost" when the client lost
+    the scheduler; the executor's own cancels say "unknown")."""
+    from distributed.client import FutureCancelledError
+
+    try:
+        future.result(timeout=10)
+    except FutureCancelledError as error:
+        return error.reason
+    except Exception:  # noqa: BLE001 (any other answer: not a lost scheduler)
+        return "unknown"
+    return "unknown"
+
+
 class DaskExecutor:
     """Sends each submission to a Dask cluster; looks like the local process pool to
     :func:`.command._run_jobs`: ``submit(grade_submission, config, job)`` returns a
@@ -208,7 +228,16 @@ class DaskExecutor:
             if future.status == "finished":
                 result.set_result(future.result())
             elif future.status == "cancelled":
-                result.cancel()
+                # A row, never a cancelled result: concurrent.futures.as_completed is
+                # not woken by Future.cancel() and would wait for ever.
+                reason = _cancel_reason(future)
+                message = (
+                    SCHEDULER_LOST_MESSAGE
+                    if reason == "scheduler-connection-lost"
+                    else f"Dask cancelled this submission's task (reason: {reason}); "
+                    "it was not graded: grade again"
+                )
+                result.set_result(error_row(job, self._assignment, message))
             elif isinstance(future.exception(), KilledWorker):
                 starts = self.starts(job["student"])
                 if len(starts) < ATTEMPTS and number < MAX_SUBMITS:

@@ -192,6 +192,14 @@ def grade(options: GradeOptions) -> GradeSummary:
         )
     if not options.submissions.exists():
         raise GradingError(f"{options.submissions} does not exist")
+    if options.workers is not None and options.on_cluster:
+        raise GradingError(
+            "--workers sets the size of the local process pool; with --scheduler the "
+            "cluster's workers grade, one submission per thread: start as many as you "
+            "want there (e.g. `dask worker ADDRESS --nworkers 8 --nthreads 1`)"
+        )
+    if options.workers is not None and options.workers < 1:
+        raise GradingError(f"--workers must be 1 or more (got {options.workers})")
     if options.sandbox and not options.on_cluster:  # (each Dask worker checks its own)
         check_sandbox_available()
         confinement.enable_v2_delegation()  # (a systemd user scope: see the README)

@@ -28,7 +28,7 @@ from grading_submissions import (
 )
 
 from rnn_course.grading import cluster, report, sandbox
-from rnn_course.grading.command import GradeOptions, add_arguments, grade
+from rnn_course.grading.command import GradeOptions, GradingError, add_arguments, grade
 
 distributed = pytest.importorskip("distributed")
 
@@ -199,6 +199,94 @@ def test_a_killed_worker_costs_one_retry_then_a_grader_error(
     assert first["worker"] != second["worker"]  # retried elsewhere
 
 
+def started(command: list[str], log: Path) -> subprocess.Popen:
+    handle = log.open("wb")
+    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def test_a_lost_scheduler_ends_every_row_and_says_so(module_course, tmp_path):
+    """The scheduler dies (SIGKILL) once the first submission is graded: that row is
+    kept, each of the others is one "grader error" row that says why, and the command
+    returns instead of waiting for a scheduler that is gone."""
+    require_sandbox()
+    course = module_course
+    correct = answered(load(course, "release"), load(course, "source"))
+    submitted = tmp_path / "submitted"
+    write(submitted, {name: correct for name in ("ann", "bea", "cem")})
+    file = tmp_path / "scheduler.json"
+    python = [sys.executable, "-m"]
+    scheduler = started(
+        [
+            *python,
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ]
+        + ["--no-dashboard", "--scheduler-file", str(file)],
+        tmp_path / "scheduler.log",
+    )
+    worker = (
+        started(  # (no nanny: stopping this process stops the worker and its sandbox)
+            [*python, "distributed.cli.dask_worker", "--scheduler-file", str(file)]
+            + [
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--death-timeout",
+                "20",
+            ],
+            tmp_path / "worker.log",
+        )
+    )
+    output = tmp_path / "graded"
+
+    def kill_after_the_first_row() -> None:
+        while scheduler.poll() is None:
+            if list((output / "results").glob("*.json")):
+                scheduler.kill()
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_the_first_row)
+    try:
+        for _ in range(600):
+            if file.exists():
+                break
+            time.sleep(0.1)
+        killer.start()
+        options = GradeOptions(
+            ASSIGNMENT, submitted, course, output, progress=False, scheduler_file=file
+        )
+        outcome: dict = {}
+        command = threading.Thread(
+            target=lambda: outcome.update(summary=grade(options)), daemon=True
+        )
+        command.start()
+        command.join(timeout=300)  # (about 15 s on a busy 2-core machine)
+        assert not command.is_alive(), "the command kept waiting for a lost scheduler"
+        summary = outcome["summary"]
+    finally:
+        scheduler.kill()
+        killer.join()
+        worker.terminate()
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    rows = {row.student: row for row in summary.rows}
+    assert sorted(rows) == ["ann", "bea", "cem"]
+    graded = [row for row in rows.values() if row.status == report.GRADED]
+    lost = [row for row in rows.values() if row.status == report.GRADER_ERROR]
+    assert len(graded) == 1 and graded[0].score == 10
+    assert len(lost) == 2
+    assert all(cluster.SCHEDULER_LOST_MESSAGE == row.message for row in lost)
+    lines = summary.table.read_text().splitlines()
+    assert len(lines) == 4
+
+
 def test_a_host_that_cannot_sandbox_or_has_other_code_refuses_and_says_why(monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     monkeypatch.delitem(cluster._WORKER, "sandbox_problem", raising=False)
@@ -228,6 +316,23 @@ def test_the_command_line_and_an_unreachable_scheduler(monkeypatch):
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2.0)
     with pytest.raises(ValueError, match="cannot reach the Dask scheduler at tcp://"):
         cluster.connect("tcp://127.0.0.1:9", None)
+
+
+def test_workers_with_a_scheduler_is_refused_and_says_what_sizes_a_cluster(
+    course, tmp_path
+):
+    """--workers sizes the local pool only: with --scheduler it would be ignored, so the
+    command refuses it (before reaching any scheduler) and says what to do instead."""
+    (tmp_path / "submitted").mkdir()
+    base = {"assignment": ASSIGNMENT, "submissions": tmp_path / "submitted"}
+    with pytest.raises(
+        GradingError, match=r"--workers .* `dask worker ADDRESS --nworkers"
+    ):
+        grade(
+            GradeOptions(**base, course_root=course, workers=3, scheduler="tcp://x:9")
+        )
+    with pytest.raises(GradingError, match=r"--workers must be 1 or more \(got 0\)"):
+        grade(GradeOptions(**base, course_root=course, workers=0, sandbox=False))
 
 
 def test_local_grading_never_imports_dask():
