@@ -1,27 +1,31 @@
-"""Inside the sandbox: the execution pass of nbgrader's ``autograde`` on one submission, with the probe cell appended.
+"""Inside the sandbox: the execution pass of nbgrader's ``autograde`` on one
+submission, with the probe cell appended.
 
-Run as a script (``python -I driver.py CONFIG_JSON``), not as ``-m rnn_course...``: importing the
-``rnn_course`` package would import torch, which this process does not need (the kernel does). Steps:
+Run as a script (``python -I driver.py CONFIG_JSON``), not as ``-m rnn_course...``:
+importing the ``rnn_course`` package would import torch, which this process does not
+need (the kernel does). Steps:
 
-1. set the resource limits, then, when started as root inside bubblewrap, drop to the sandbox's
-   unprivileged uid (as root, ``RLIMIT_NPROC`` would not be enforced); started by an ordinary user,
-   the driver is already unprivileged, in a user namespace of its own, where the kernel counts
-   ``RLIMIT_NPROC`` for this sandbox alone;
-2. copy the submission into the private scratch folder: the grader has run nbgrader's sanitizing
-   pass on it already (:mod:`.sanitize`: outputs cleared, test and locked cells as released,
-   deleted ones put back, the release's kernelspec and files), so this process imports no nbgrader,
-   no gradebook and no exporters, only ``nbformat`` and ``nbclient`` (about 0.2 s of CPU instead of
-   0.8 s for each submission);
-3. execute it as nbgrader's ``Execute`` preprocessor does (``nbclient``, a per-cell timeout that
-   interrupts, errors allowed, ``NBGRADER_EXECUTION=autograde``) with the probe cell appended last
-   (it serves the grader, see :mod:`probe`); that cell gets the whole submission's time, the
-   instructor's setup cells before the first answer a generous one, each cell's output is capped,
-   timeouts and a dead kernel are recorded, and the test cells do not run in the student's kernel:
-   the grader runs them in its own process, where they cannot be faked;
+1. set the resource limits, then, when started as root inside bubblewrap, drop to the
+   sandbox's unprivileged uid (as root, ``RLIMIT_NPROC`` would not be enforced); started
+   by an ordinary user, the driver is already unprivileged, in a user namespace of its
+   own, where the kernel counts ``RLIMIT_NPROC`` for this sandbox alone;
+2. copy the submission into the private scratch folder: the grader has run nbgrader's
+   sanitizing pass on it already (:mod:`.sanitize`: outputs cleared, test and locked
+   cells as released, deleted ones put back, the release's kernelspec and files), so
+   this process imports no nbgrader, no gradebook and no exporters, only ``nbformat``
+   and ``nbclient`` (about 0.3 s of CPU instead of 0.9 s for each submission);
+3. execute it as nbgrader's ``Execute`` preprocessor does (``nbclient``, a per-cell
+   timeout that interrupts, errors allowed, ``NBGRADER_EXECUTION=autograde``) with the
+   probe cell appended last (it serves the grader, see :mod:`probe`); that cell gets
+   the whole submission's time, the instructor's setup cells before the first answer a
+   generous one, each cell's output is capped, timeouts and a dead kernel are recorded,
+   and the test cells do not run in the student's kernel: the grader runs them in its
+   own process, where they cannot be faked;
 4. write a short report (JSON) on the file descriptor the grader passed, and exit.
 
-Everything in the report is advisory: the student's code runs with the same uid and could forge it.
-It only names what went wrong (timeouts, a dead kernel, memory); scores come from the grader's tests.
+Everything in the report is advisory: the student's code runs with the same uid and
+could forge it. It only names what went wrong (timeouts, a dead kernel, memory); scores
+come from the grader's tests.
 """
 
 from __future__ import annotations

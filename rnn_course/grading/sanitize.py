@@ -1,4 +1,4 @@
-"""nbgrader's sanitizing pass of ``autograde``, run by the worker before the sandbox starts.
+"""nbgrader's sanitizing pass of ``autograde``, run by the worker before the sandbox.
 
 ``nbgrader autograde`` converts each submitted notebook twice: a *sanitizing* pass that
 runs no student code (its ``Autograde.sanitize_preprocessors``: clear the outputs,
@@ -29,8 +29,8 @@ class SanitizeError(Exception):
 
 
 def release_gradebook_copy(release_dir: Path, folder: Path) -> str:
-    """A private copy of the release's gradebook for this worker (nbgrader's ``Gradebook``
-    may write to the file it opens); returns its URL."""
+    """A private copy of the release's gradebook for this worker (nbgrader's
+    ``Gradebook`` may write to the file it opens); returns its URL."""
     target = Path(folder) / f"sanitize-gradebook-{os.getpid()}.db"
     shutil.copyfile(Path(release_dir) / "gradebook.db", target)
     return f"sqlite:///{target}"
@@ -39,7 +39,8 @@ def release_gradebook_copy(release_dir: Path, folder: Path) -> str:
 def prepare_submission(
     job: dict, release_dir: Path, assignment: str, db_url: str, folder: Path
 ) -> None:
-    """Fill ``folder`` with what the sandbox runs (see the top); raises SanitizeError."""
+    """Fill ``folder`` with what the sandbox runs (see the top); may raise
+    SanitizeError."""
     folder.mkdir(parents=True)
     os.chmod(folder, 0o755)
     notebook = job["expected_notebook"]

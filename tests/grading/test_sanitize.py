@@ -28,8 +28,8 @@ from rnn_course.grading.sandbox import SandboxSettings
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> tuple[Path, Path]:
-    """A course and the release folder the grader's workers get (notebook and gradebook),
-    made once for this file's tests."""
+    """A course and the release folder the grader's workers get (notebook and
+    gradebook), made once for this file's tests."""
     course = make_course(tmp_path_factory.mktemp("sanitize") / "course")
     plan = TestPlan.from_source(course / "solutions" / ASSIGNMENT / NOTEBOOK)
     writer = gradebook.GradebookWriter(course, ASSIGNMENT, NOTEBOOK)
@@ -52,8 +52,8 @@ def release(made, tmp_path) -> Path:
 
 
 def tampered(course) -> nbformat.NotebookNode:
-    """A submission with what the sanitizing pass undoes: outputs, an edited locked cell,
-    an edited test, a deleted test, a foreign kernelspec. (Duplicated cell ids are
+    """A submission with what the sanitizing pass undoes: outputs, an edited locked
+    cell, an edited test, a deleted test, a foreign kernelspec. (Duplicated cell ids are
     repaired at intake, deterministically: nbformat would pick random ones.)"""
     nb = load(course, "release")
     cell(nb, "setup").source = "import torch\nDEVICE = 'cpu'  # edited by the student"
@@ -68,7 +68,7 @@ def tampered(course) -> nbformat.NotebookNode:
 
 
 def without_new_ids(nb: dict, submitted: nbformat.NotebookNode) -> dict:
-    """``nb`` without the ids of the cells nbgrader put back (it gives them random ones)."""
+    """``nb`` without the ids of the cells nbgrader put back (random ones)."""
     kept = {c.id for c in submitted.cells}
     nb = copy.deepcopy(nb)
     for c in nb["cells"]:
@@ -163,9 +163,10 @@ def test_the_students_files_go_along_and_the_releases_files_win(
     assert (folder / "notes.txt").read_text() == "my notes\n"
 
 
-def test_a_notebook_nbgrader_refuses_is_an_invalid_row_and_never_runs(
-    course, release, tmp_path
-):
+def test_a_notebook_nbgrader_refuses_is_an_invalid_row_and_never_runs(made, tmp_path):
+    """The worker itself, on a notebook nbgrader's sanitizing pass refuses: no sandbox
+    starts (none is needed here), the row says why, the log has nbgrader's words."""
+    course, release = made
     nb = load(course, "release")
     broken = copy.deepcopy(cell(nb, "memory_cell_step"))
     broken.id = "another-id"
@@ -173,23 +174,29 @@ def test_a_notebook_nbgrader_refuses_is_an_invalid_row_and_never_runs(
     submission = tmp_path / NOTEBOOK
     nbformat.write(nb, submission)
     db_url = sanitize.release_gradebook_copy(release, tmp_path)
-    with pytest.raises(sanitize.SanitizeError) as refused:
+    with pytest.raises(sanitize.SanitizeError, match="KeyError"):  # (nbgrader's words)
         sanitize.sanitized(submission, NOTEBOOK, ASSIGNMENT, db_url)
-    assert "KeyError" in str(refused.value)  # (nbgrader's own words, for the log)
 
-    plan = TestPlan.from_source(course / "solutions" / ASSIGNMENT / NOTEBOOK)
-    row = worker.decide(
-        {"student": "ann"},
-        plan,
-        SandboxSettings(),
-        None,
-        worker.NotRun(str(refused.value)),
-        {"nbgrader_ok": False, "executed": False, "errors": [str(refused.value)]},
-        False,
-        "",
-    )
+    (tmp_path / "scratch").mkdir()
+    config = {
+        "source_notebook": str(course / "solutions" / ASSIGNMENT / NOTEBOOK),
+        "release_dir": str(release),
+        "scratch": str(tmp_path / "scratch"),
+        "assignment": ASSIGNMENT,
+        "settings": SandboxSettings().to_dict(),
+    }
+    job = {
+        "student": "ann",
+        "files": {NOTEBOOK: str(submission)},
+        "notebook": NOTEBOOK,
+        "expected_notebook": NOTEBOOK,
+        "fingerprint": "f",
+    }
+    row = report.Row.from_dict(worker.grade_submission(config, job))
     assert (row.status, row.score) == (report.INVALID, 0)
     assert "nbgrader could not process the notebook" in row.message
+    assert "sanitizing pass refused the notebook: KeyError" in row.log
+    assert [part.points for part in row.parts] == [0, 0, 0]
 
 
 DRIVER_IMPORTS = """
@@ -209,8 +216,9 @@ print("HEAVY", heavy)
 
 
 def test_the_sandboxs_driver_runs_the_notebook_without_importing_nbgrader(tmp_path):
-    """The driver alone (no sandbox: its imports are the point): it executes the notebook
-    with nbclient, and nbgrader, its gradebook (sqlalchemy) and nbconvert stay out."""
+    """The driver alone (no sandbox: its imports are the point): it executes the
+    notebook with nbclient, and nbgrader, its gradebook (sqlalchemy) and nbconvert
+    stay out."""
     submission = tmp_path / "submission"
     submission.mkdir()
     nb = nbformat.v4.new_notebook()
