@@ -26,6 +26,7 @@ import fcntl
 import functools
 import os
 import signal
+import stat
 import sys
 import time
 import uuid
@@ -324,14 +325,33 @@ def traces_on_host(
                 found.setdefault("sysv", []).append((kind, line.strip()))
     for top in folders:
         for folder, subfolders, files in os.walk(top):
+            reachable = []
             for name in subfolders + files:
                 path = os.path.join(folder, name)
                 try:
-                    if os.lstat(path).st_uid in uids:
-                        found.setdefault("files", []).append(path)
+                    status = os.lstat(path)
                 except OSError:
-                    pass
+                    continue
+                if status.st_uid in uids:
+                    found.setdefault("files", []).append(path)
+                if name in subfolders and _searchable_by(status, uids):
+                    reachable.append(name)
+            # A folder none of the uids may enter holds nothing they made: not walked
+            # (the host's /tmp may hold 10^5 files in other users' private folders).
+            subfolders[:] = reachable
     return found
+
+
+def _searchable_by(status: os.stat_result, uids: set[int]) -> bool:
+    """Whether one of ``uids`` (each in its own group of the same number and no other)
+    may pass through a folder with this status: the owner's, the group's or the others'
+    search bit, whichever class applies, as the kernel checks it."""
+    mode = status.st_mode
+    if status.st_uid in uids:
+        return bool(mode & stat.S_IXUSR)
+    if status.st_gid in uids:
+        return bool(mode & stat.S_IXGRP)
+    return bool(mode & stat.S_IXOTH)
 
 
 # ---------------------------------------------------------------------------------------------

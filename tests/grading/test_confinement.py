@@ -232,6 +232,42 @@ def test_cleaning_a_uid_removes_its_keys_and_processes():
         child.wait()
 
 
+def test_traces_are_looked_for_wherever_the_uid_could_have_gone(tmp_path):
+    """traces_on_host walks every folder the uid may enter (so: a world-writable folder
+    inside root's folders, its own, its group's); folders it cannot enter are not walked
+    (nothing there can be its doing, and the host's /tmp may hold 10^5 files)."""
+    require_sandbox()
+    uid = (
+        confinement.UID_BASE + confinement.UID_BLOCK * (confinement.UID_BLOCKS - 1) + 18
+    )
+    os.chmod(tmp_path, 0o755)  # (pytest's is private)
+    shared = tmp_path / "roots" / "open-to-all"
+    shared.mkdir(parents=True)
+    os.chmod(tmp_path / "roots", 0o755)  # enterable, not writable by the uid
+    os.chmod(shared, 0o777)
+    own = shared / "made-by-the-uid"
+    (own / "deeper").mkdir(parents=True)
+    left = own / "deeper" / "left.txt"
+    left.write_text("x")
+    group = tmp_path / "roots" / "group-only"
+    group.mkdir()
+    os.chmod(group, 0o770)
+    (group / "g.txt").write_text("x")
+    private = tmp_path / "roots" / "private"
+    private.mkdir()
+    os.chmod(private, 0o700)
+    (private / "cannot-be-the-uids.txt").write_text("x")
+    for path in (own, own / "deeper", left, group / "g.txt"):
+        os.chown(path, uid, uid)
+    os.chown(group, 0, uid)
+    os.chown(private / "cannot-be-the-uids.txt", uid, uid)  # (root put it there)
+    found = confinement.traces_on_host({uid}, folders=(str(tmp_path),))
+    assert sorted(found["files"]) == sorted(
+        map(str, [own, own / "deeper", left, group / "g.txt"])
+    )
+    os.chmod(tmp_path, 0o700)
+
+
 def test_a_submission_cgroup_has_the_limit_counts_its_processes_and_goes_away():
     require_sandbox()
     if confinement.memory_cgroup_problem():
