@@ -144,7 +144,7 @@ def _cancel_reason(future) -> str:
     except FutureCancelledError as error:
         return error.reason
     except Exception:  # noqa: BLE001 (any other answer: not a lost scheduler)
-        return "unknown"
+        pass
     return "unknown"
 
 

@@ -131,7 +131,7 @@ def prepare_folder(config: dict) -> str:
 
 def run_notebook(config: dict, folder: str, report: dict) -> None:
     """Execute the notebook as nbgrader's autograde does, with the probe cell appended."""
-    _mark("course ready")
+    _mark("folder ready")
     sys.modules["rfc3987_syntax"] = None  # (see rnn_course.grading.skip_slow_imports)
     import nbformat
     from nbclient import NotebookClient
@@ -173,9 +173,12 @@ def run_notebook(config: dict, folder: str, report: dict) -> None:
                 meta = cell.metadata.get("nbgrader", {})
                 if meta.get("solution"):
                     break
-                if cell.cell_type == "code" and meta.get("locked"):
-                    if not meta.get("grade"):
-                        self._setup_cells.add(cell.get("id"))
+                if (
+                    cell.cell_type == "code"
+                    and meta.get("locked")
+                    and not meta.get("grade")
+                ):
+                    self._setup_cells.add(cell.get("id"))
 
         def _timeout_for(self, cell):
             if cell.metadata.get("rnn_course_probe") == token:
@@ -257,7 +260,7 @@ def run_notebook(config: dict, folder: str, report: dict) -> None:
     )
     report["stage"] = "execute"
     _FACTS["executed"] = True
-    _mark("sanitized")
+    _mark("kernel starting")
     try:
         client.execute()
         report["nbgrader_ok"] = True
@@ -266,7 +269,7 @@ def run_notebook(config: dict, folder: str, report: dict) -> None:
         report["errors"].append(f"{type(error).__name__}: {error}"[-2000:])
     except Exception as error:  # noqa: BLE001 (a kernel that ignored an interrupt, ...)
         report["errors"].append(f"{type(error).__name__}: {error}"[-2000:])
-    _mark("autograde done")
+    _mark("execution done")
     report.update(
         timeouts=_FACTS["timeouts"],
         dead_kernel=_FACTS["dead_kernel"],
