@@ -26,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import nbformat
+from jupyter_client.manager import AsyncKernelManager
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,10 @@ def execute_uncached_notebooks(app, env, docnames):
     logger.info(f"Executing {len(todo)} notebook(s), {workers} at a time")
     # spawn, not fork: each worker starts clean instead of copying the Sphinx process.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    start_lock = context.Lock()  # one kernel start at a time: see OneStartAtATime
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_keep, initargs=(start_lock,)
+    ) as pool:
         jobs = {
             path: pool.submit(
                 _execute,
@@ -106,6 +110,36 @@ def _in_cache(path, cache):
     return True
 
 
+_start_lock = None  # in a worker process: the lock its kernel starts take
+
+
+def _keep(start_lock):
+    """Run once in each worker process, with the lock the workers share."""
+    global _start_lock
+    _start_lock = start_lock
+
+
+class OneStartAtATime(AsyncKernelManager):
+    """A kernel manager whose kernel starts, in all the workers, happen one at a time.
+
+    jupyter_client picks a kernel's five TCP ports by asking the system for free ones,
+    then lets them go for the kernel to bind a moment later. A kernel starting in
+    another process at that moment can be given the same ports, and one of the two
+    dies with "Address already in use". Holding the workers' lock from the choice of
+    the ports until the kernel answers (its ports are bound by then) closes that gap.
+    """
+
+    async def start_kernel(self, **kwargs):
+        with _start_lock:
+            await super().start_kernel(**kwargs)
+            client = self.client()
+            client.start_channels()
+            try:
+                await client.wait_for_ready(timeout=60)
+            finally:
+                client.stop_channels()
+
+
 def _execute(path, timeout, allow_errors, in_temp):
     """Run in a worker process: execute one notebook as myst-nb's cache mode does.
 
@@ -125,6 +159,7 @@ def _execute(path, timeout, allow_errors, in_temp):
             allow_errors=allow_errors,
             timeout=timeout,
             meta_override=True,
+            kernel_manager_class=OneStartAtATime,
         )
     if result.err is not None:
         return "", time.perf_counter() - started, f"{type(result.err).__name__}"

@@ -30,6 +30,7 @@ come from the grader's tests.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
@@ -50,6 +51,9 @@ _FACTS = {
     "seconds": {},
 }
 _START = time.monotonic()
+
+KERNEL_START_WAIT = 30.0
+"""Unconfined runs: the longest a kernel start waits for another submission's (seconds)."""
 
 
 def _mark(step: str) -> None:
@@ -180,6 +184,18 @@ def run_notebook(config: dict, folder: str, report: dict) -> None:
                 ):
                     self._setup_cells.add(cell.get("id"))
 
+        async def async_start_new_kernel(self, **kwargs):
+            self._start_lock = take_kernel_start_lock(config.get("kernel_start_lock"))
+            await super().async_start_new_kernel(**kwargs)
+
+        async def async_start_new_kernel_client(self):
+            try:
+                return await super().async_start_new_kernel_client()
+            finally:  # the kernel answered (its ports are bound), or it failed
+                if getattr(self, "_start_lock", None) is not None:
+                    os.close(self._start_lock)
+                    self._start_lock = None
+
         def _timeout_for(self, cell):
             if cell.metadata.get("rnn_course_probe") == token:
                 return int(config["submission_timeout"])
@@ -278,6 +294,35 @@ def run_notebook(config: dict, folder: str, report: dict) -> None:
         seconds=_FACTS["seconds"],
     )
     _read_outputs(nb, token, report)
+
+
+def take_kernel_start_lock(path: str | None) -> int | None:
+    """Unconfined runs (``--no-sandbox``) only: wait until no other submission's kernel
+    is starting, and hold the lock (a file descriptor) until this one has answered.
+
+    jupyter_client picks a kernel's TCP ports by asking the system for free ones, then
+    lets them go for the kernel to bind a moment later; a kernel that another worker
+    starts at that moment can be given the same ports, and one of the two dies ("Address
+    already in use"), a wrong "kernel died" row. In a sandbox each kernel has a network
+    namespace of its own, so the grader passes no ``path`` there. Returns None, and
+    goes on unlocked, when the file cannot be used or the wait passes
+    :data:`KERNEL_START_WAIT`."""
+    if not path:
+        return None
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return None
+    deadline = time.monotonic() + KERNEL_START_WAIT
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(handle)
+                return None
+            time.sleep(0.05)
 
 
 def _record_unshown_error(cell, cell_index, execute_reply) -> None:

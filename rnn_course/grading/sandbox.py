@@ -26,7 +26,8 @@ grader opens both ends read-write and non-blocking: it never blocks on them and 
 watches the sandbox process instead.
 
 With ``use_bwrap=False`` (``--no-sandbox``) the same driver runs as a plain subprocess of the grader,
-with the memory, CPU-time and file-size limits but no confinement at all.
+with the memory, CPU-time and file-size limits but no confinement at all; its kernels share the
+host's network, so they start one at a time (:func:`kernel_start_lock_path`).
 """
 
 from __future__ import annotations
@@ -285,6 +286,12 @@ def bwrap_mounts(
     return arguments
 
 
+def kernel_start_lock_path() -> Path:
+    """The lock that unconfined kernels of this user take while they start (see
+    ``driver.take_kernel_start_lock``): one per user, shared by every run."""
+    return confinement._lock_folder() / f"rnn-course-kernel-start-{os.getuid()}.lock"
+
+
 def gpu_devices() -> list[str]:
     """NVIDIA device files to pass through, so that CUDA works in the sandbox where the host has it."""
     return sorted(
@@ -442,6 +449,8 @@ class Sandbox:
                 channel_dir=str(channel_dir),
                 work_dir=str(work),
                 uid=None,
+                # kernels share the host's network here: one starts at a time
+                kernel_start_lock=str(kernel_start_lock_path()),
             )
             command = [sys.executable, "-I", str(_DRIVER), json.dumps(config)]
         try:

@@ -84,3 +84,31 @@ def test_the_settings_are_those_myst_nb_applies_to_the_notebook(tmp_path):
     assert parallel_execution._settings(plain, config).execution_timeout == 30
     assert parallel_execution._settings(off, config) is None
     assert parallel_execution._settings(skipped, config) is None
+
+
+def test_a_worker_starts_its_kernel_only_while_no_other_worker_starts_one(tmp_path):
+    """The workers' kernel starts take one lock (two starts at once can be given the
+    same free ports): while the lock is held elsewhere, a worker's kernel waits."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import TimeoutError as NotYet
+
+    notebook = _notebook(tmp_path / "waits.ipynb", "6 * 7")
+    context = multiprocessing.get_context("spawn")
+    lock = context.Lock()
+    with ProcessPoolExecutor(
+        1,
+        mp_context=context,
+        initializer=parallel_execution._keep,
+        initargs=(lock,),
+    ) as pool:
+        with lock:  # another worker's kernel is starting
+            job = pool.submit(
+                parallel_execution._execute, str(notebook), 30, False, False
+            )
+            with pytest.raises(NotYet):
+                job.result(timeout=6)  # unlocked, it would be done in ~3 s
+        text, _, error = job.result(timeout=120)
+    assert error == ""
+    executed = nbformat.reads(text, as_version=4)
+    assert executed.cells[0].outputs[0]["data"]["text/plain"] == "42"

@@ -301,7 +301,15 @@ def autograding(courses):
     """Submit, then start one `nbgrader autograde` per assignment, all at once, in the background:
     the Validator tests (which ask for this fixture) run while nbgrader grades."""
     students = {name: _submit(course) for name, course in courses.items()}
-    processes = _start({name: (["autograde", name], course.root) for name, course in courses.items()})
+    # Their kernels talk over IPC sockets in each course's folder, not TCP: eight processes
+    # starting kernels at once (and the Validator tests' kernels) would otherwise race for
+    # ports, as jupyter_client picks free ones and lets them go before the kernel binds them
+    # ("Address already in use", a dead kernel, a failed run; seen on this 2-core machine).
+    processes = _start({
+        name: (["autograde", name, "--KernelManager.transport=ipc",
+                f"--KernelManager.ip={course.root / 'kernel'}"], course.root)
+        for name, course in courses.items()
+    })
     yield Autograding(processes, students, time.perf_counter())
     for process in processes.values():  # only if a test stopped the session before they were waited for
         if process.poll() is None:

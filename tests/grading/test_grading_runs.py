@@ -102,6 +102,33 @@ def test_no_sandbox_grades_and_says_each_time_that_code_ran_unconfined(
     assert summary[1] == "1 student folder has no ch02_memory_cell: dan"
 
 
+def test_unconfined_kernels_start_one_at_a_time(course, tmp_path):
+    """--no-sandbox: the kernels share the host's network, where two starting at once
+    can be handed the same free ports (one dies: a wrong "kernel died" row). So a
+    kernel start waits while another start holds the lock: here, the test holds it."""
+    import fcntl
+    import threading
+
+    submitted = tmp_path / "submitted"
+    target = submitted / "ann" / ASSIGNMENT
+    target.mkdir(parents=True)
+    correct = answered(load(course, "release"), load(course, "source"))
+    (target / NOTEBOOK).write_bytes(to_bytes(correct))
+    options = GradeOptions(
+        ASSIGNMENT, submitted, course, output=tmp_path / "graded", sandbox=False
+    )
+    summaries = []
+    with open(sandbox.kernel_start_lock_path(), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another submission's kernel is starting
+        run = threading.Thread(target=lambda: summaries.append(grade(options)))
+        run.start()
+        run.join(timeout=12)  # unlocked, the submission is graded in about 5 s
+        assert run.is_alive(), "the kernel started while another start held the lock"
+    run.join(timeout=120)
+    (row,) = summaries[0].rows
+    assert (row.status, row.score) == ("graded", 10), row.message
+
+
 def test_grading_twice_gives_identical_results_and_force_regrades(
     sandbox_required, course, tmp_path
 ):
