@@ -98,7 +98,7 @@ def memory_cell_step(x_t, h_prev, W_x, W_h, b):
             pass
 """
 
-SLOW_CELL = "import time\ntime.sleep(9)  # below the suite's 10 s per cell; four of them pass its 30 s per submission\n"
+SLOW_CELL = "import time\ntime.sleep(9)  # below the suite's 10 s per cell; six of them pass its 45 s per submission\n"
 
 EXIT_NOW = "import os\nos._exit(3)\n"
 
@@ -360,7 +360,7 @@ def catalogue(
     marked = copy.deepcopy(correct)
     cell(marked, "memory_cell_step").source += f"\n# {OTHER_STUDENT_MARKER}\n"
     slow = correct
-    for _ in range(4):
+    for _ in range(6):
         slow = with_cell_after(slow, "setup", SLOW_CELL)
     zeros = copy.deepcopy(blank)
     for function, code in ZEROS_ANSWERS.items():

@@ -3,7 +3,7 @@
 Each submission must end as one row with the right status and score; no cheat may score above the
 blank submission; nothing a cheat looked for may reach its feedback; the course, the gradebook and the
 other submissions must be intact afterwards; no process of a sandbox may outlive the run.
-Small timeouts for the hang cases (10 s per cell, 30 s per submission); the whole suite takes about
+Small timeouts for the hang cases (10 s per cell, 45 s per submission); the whole suite takes about
 two to four minutes on two cores.
 """
 
@@ -132,7 +132,7 @@ def suite(tmp_path_factory):
             output=output,
             workers=2,
             cell_timeout=10,
-            submission_timeout=30,
+            submission_timeout=45,
             progress=False,
         )
     )
