@@ -23,6 +23,7 @@ import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path, PurePosixPath
 
 import nbformat
@@ -47,8 +48,11 @@ def execute_uncached_notebooks(app, env, docnames):
     cache = get_cache(config.execution_cache_path)
     todo = {}  # path: the settings myst-nb will execute it with
     for path in (Path(env.doc2path(name)) for name in sorted(docnames)):
-        settings = _settings(path, config) if path.suffix == ".ipynb" else None
-        if settings is not None and not _in_cache(path, cache):
+        if path.suffix != ".ipynb":
+            continue
+        notebook = nbformat.read(path, as_version=4)
+        settings = _settings(path, notebook, config)
+        if settings is not None and not _in_cache(notebook, cache):
             todo[path] = settings
     if not todo:
         return
@@ -82,7 +86,7 @@ def execute_uncached_notebooks(app, env, docnames):
             logger.info(f"{path.name}: executed in {seconds:.2f} seconds")
 
 
-def _settings(path, config):
+def _settings(path, notebook, config):
     """The settings myst-nb applies to ``path``, or None where it would not execute it
     in cache mode.
 
@@ -92,7 +96,6 @@ def _settings(path, config):
     posix_path = PurePosixPath(path.as_posix())
     if any(posix_path.match(pattern) for pattern in config.execution_excludepatterns):
         return None
-    notebook = nbformat.read(path, as_version=4)
     overrides = dict(notebook.metadata.get(config.metadata_key, {}))
     overrides.pop("output_folder", None)  # myst-nb does not let a notebook set it
     try:
@@ -102,9 +105,9 @@ def _settings(path, config):
     return settings if settings.execution_mode == "cache" else None
 
 
-def _in_cache(path, cache):
+def _in_cache(notebook, cache):
     try:
-        cache.match_cache_notebook(nbformat.read(path, as_version=4))
+        cache.match_cache_notebook(notebook)
     except KeyError:
         return False
     return True
@@ -152,10 +155,14 @@ def _execute(path, timeout, allow_errors, in_temp):
     use_curve_keys()  # the build's kernels talk over CurveZMQ (encrypted_kernels.py)
     notebook = nbformat.read(path, as_version=4)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as temporary:
+    # (as myst-nb's cache mode: a temporary folder, or the notebook's own)
+    folder = (
+        tempfile.TemporaryDirectory() if in_temp else nullcontext(Path(path).parent)
+    )
+    with folder as cwd:
         result = single_nb_execution(
             notebook,
-            cwd=temporary if in_temp else str(Path(path).parent),
+            cwd=str(cwd),
             allow_errors=allow_errors,
             timeout=timeout,
             meta_override=True,

@@ -169,6 +169,7 @@ def run_notebook(config: dict, folder: str, report: dict) -> None:
             self.timeout_func = self._timeout_for
             self.on_cell_executed = _record_unshown_error
             self._output_bytes: dict[int, int] = {}
+            self._start_lock: int | None = None  # see take_kernel_start_lock
             # The instructor's locked cells before the first answer cell (imports,
             # seeding) run before any student code could: they get a generous limit,
             # so a slow or busy machine cannot fail them.
@@ -192,7 +193,7 @@ def run_notebook(config: dict, folder: str, report: dict) -> None:
             try:
                 return await super().async_start_new_kernel_client()
             finally:  # the kernel answered (its ports are bound), or it failed
-                if getattr(self, "_start_lock", None) is not None:
+                if self._start_lock is not None:
                     os.close(self._start_lock)
                     self._start_lock = None
 

@@ -69,6 +69,11 @@ def test_a_chapter_executed_here_is_found_by_myst_nb_and_a_failing_one_is_not(tm
     assert value[0]["data"]["text/plain"] == "42"
 
 
+def _settings_of(path, config):
+    notebook = nbformat.read(path, as_version=4)
+    return parallel_execution._settings(path, notebook, config)
+
+
 def test_the_settings_are_those_myst_nb_applies_to_the_notebook(tmp_path):
     config = NbParserConfig(
         execution_mode="cache",
@@ -80,10 +85,10 @@ def test_the_settings_are_those_myst_nb_applies_to_the_notebook(tmp_path):
     skipped = _notebook(tmp_path / "skipped.ipynb", "1")
     plain = _notebook(tmp_path / "plain.ipynb", "1")
 
-    assert parallel_execution._settings(own, config).execution_timeout == 7
-    assert parallel_execution._settings(plain, config).execution_timeout == 30
-    assert parallel_execution._settings(off, config) is None
-    assert parallel_execution._settings(skipped, config) is None
+    assert _settings_of(own, config).execution_timeout == 7
+    assert _settings_of(plain, config).execution_timeout == 30
+    assert _settings_of(off, config) is None
+    assert _settings_of(skipped, config) is None
 
 
 def test_a_worker_starts_its_kernel_only_while_no_other_worker_starts_one(tmp_path):
